@@ -1,0 +1,228 @@
+"""The grading pipeline, proven end to end through nbgrader's own command line and a real SQLite gradebook.
+
+For every assignment that has a mistakes catalog (tests/assignments/<name>_mistakes.py):
+generate (solutions -> release), release through a temporary exchange, fetch and submit
+as two students (one hands in the reference answers, one the untouched release), collect,
+add one submission per realistic wrong answer, autograde, generate feedback, export.
+Then: the reference scores full marks, the blank release zero, every wrong answer loses
+exactly its own part's points, and feedback shows no hidden test.
+
+Autograding runs in two shards (two course directories, two gradebooks) side by side to
+halve the wall time on two cores; each shard is a complete, ordinary nbgrader course.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html import unescape
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from course_tools.nbgrader_cli import Course
+from course_tools.submissions import fill, grade_id, is_test, solution_answers, write_submission
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CATALOGS = sorted(p.stem for p in (REPO / "tests" / "assignments").glob("*_mistakes.py"))
+
+
+def load_catalog(module_name: str):
+    return importlib.import_module(f"assignments.{module_name}")
+
+
+@dataclass
+class GradedRun:
+    """Scores per student: {student: {test grade_id: (score, max_score)}}, plus where things are."""
+
+    assignment: str
+    scores: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    feedback: dict[str, Path] = field(default_factory=dict)
+    courses: list[Course] = field(default_factory=list)
+    source_nb: nbformat.NotebookNode | None = None
+    release_nb: nbformat.NotebookNode | None = None
+    catalog: object = None
+
+
+def read_scores(course: Course, assignment: str) -> dict[str, dict[str, tuple[float, float]]]:
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    with Gradebook(course.db_url) as gb:
+        for sub in gb.assignment_submissions(assignment):
+            per_cell = {}
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    per_cell[grade.name] = (float(grade.score), float(grade.max_score))
+            out[sub.student_id] = per_cell
+    return out
+
+
+def grade_shard(course: Course, assignment: str, submissions: dict[str, nbformat.NotebookNode], exchange_flow: bool):
+    """Generate, optionally go through the exchange with two students, add direct submissions, autograde."""
+    shutil.copytree(REPO / "solutions" / assignment, course.root / "solutions" / assignment)
+    course.run("generate_assignment", assignment, "--force")
+    nb_name = assignment
+    if exchange_flow:
+        course.run("release_assignment", assignment, "--force")
+        for student in ("alice", "bob"):
+            home = course.root.parent / "students" / student
+            home.mkdir(parents=True, exist_ok=True)
+            course.run("fetch_assignment", assignment, cwd=home, user=student)
+            fetched = home / assignment / f"{nb_name}.ipynb"
+            assert fetched.exists(), f"fetch_assignment did not deliver {fetched}"
+            if student == "alice":
+                source = nbformat.read(course.root / "solutions" / assignment / f"{nb_name}.ipynb", as_version=4)
+                nbformat.write(fill(nbformat.read(fetched, as_version=4), solution_answers(source)), fetched)
+            course.run("submit", assignment, cwd=home, user=student)
+        course.run("collect", assignment)
+    for student, nb in submissions.items():
+        write_submission(nb, course.root / "submitted", student, assignment, nb_name)
+    course.run("autograde", assignment, "--force")
+    course.run("generate_feedback", assignment, "--force")
+    course.run("export", f"--to={course.root / 'grades.csv'}")
+
+
+@pytest.fixture(scope="module", params=CATALOGS)
+def graded(request, tmp_path_factory) -> GradedRun:
+    catalog = load_catalog(request.param)
+    assignment = catalog.ASSIGNMENT
+    source = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    release = nbformat.read(REPO / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+    answers = solution_answers(source)
+    direct = {}
+    for m in catalog.MISTAKES:
+        direct[f"mistake-{m.part}-{m.name}".replace("_", "-")] = fill(release, {**answers, m.part: m.source})
+    names = sorted(direct)
+    shards = [{n: direct[n] for n in names[0::2]}, {n: direct[n] for n in names[1::2]}]
+    base = tmp_path_factory.mktemp(f"grading-{assignment}")
+    courses = [Course.create(base / f"shard{i}" / "course") for i in range(2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [
+            pool.submit(grade_shard, course, assignment, shard, i == 0)
+            for i, (course, shard) in enumerate(zip(courses, shards, strict=True))
+        ]
+        for f in futures:
+            f.result()
+    run = GradedRun(assignment, courses=courses, source_nb=source, release_nb=release, catalog=catalog)
+    for course in courses:
+        run.scores.update(read_scores(course, assignment))
+        for html in (course.root / "feedback").rglob("*.html"):
+            run.feedback[html.parts[-3]] = html
+    return run
+
+
+def test_reference_solution_scores_full_marks(graded: GradedRun):
+    scores = graded.scores["alice"]
+    lost = {k: v for k, v in scores.items() if v[0] != v[1]}
+    assert not lost, f"the reference solution lost points on {lost}"
+    assert sum(v[1] for v in scores.values()) > 0
+
+
+def test_untouched_release_scores_zero(graded: GradedRun):
+    scores = graded.scores["bob"]
+    earned = {k: v for k, v in scores.items() if v[0] != 0}
+    assert not earned, f"the blank release earned points on {earned}"
+    assert len(scores) == sum(1 for c in graded.source_nb.cells if is_test(c))
+
+
+def test_every_wrong_answer_loses_exactly_its_part(graded: GradedRun):
+    failures = []
+    for m in graded.catalog.MISTAKES:
+        student = f"mistake-{m.part}-{m.name}".replace("_", "-")
+        scores = graded.scores[student]
+        target = f"test_{m.part}"
+        assert target in scores, f"no test cell {target} for mistake {m.name}"
+        if scores[target][0] != 0:
+            failures.append(f"{m.part}/{m.name}: kept {scores[target][0]} of {scores[target][1]} points on {target}")
+        others = {k: v for k, v in scores.items() if k != target and v[0] != v[1]}
+        if others:
+            failures.append(f"{m.part}/{m.name}: also lost points on {sorted(others)}")
+    assert not failures, "\n".join(failures)
+
+
+def test_catalog_covers_every_part_twice(graded: GradedRun):
+    parts = [grade_id(c)[len("test_") :] for c in graded.source_nb.cells if is_test(c)]
+    counts = {p: sum(1 for m in graded.catalog.MISTAKES if m.part == p) for p in parts}
+    thin = {p: n for p, n in counts.items() if n < 2}
+    assert not thin, f"parts with fewer than two realistic wrong answers: {thin}"
+
+
+def _text(html_path: Path) -> str:
+    """Visible text of an HTML file with whitespace collapsed (code is split into spans by highlighting)."""
+    from bs4 import BeautifulSoup
+
+    text = BeautifulSoup(html_path.read_text(), "html.parser").get_text(" ")
+    return re.sub(r"\s+", "", unescape(text))
+
+
+def _region_lines(nb: nbformat.NotebookNode, begin: str, end: str) -> list[str]:
+    """Distinctive lines inside begin/end regions of a notebook, whitespace removed."""
+    lines = []
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.split("\n"):
+            if begin in line:
+                inside = True
+            elif end in line:
+                inside = False
+            elif inside and len(line.strip()) >= 25 and not line.strip().startswith("#"):
+                lines.append(re.sub(r"\s+", "", line))
+    return lines
+
+
+def test_feedback_never_shows_hidden_tests(graded: GradedRun):
+    hidden = _region_lines(graded.source_nb, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+    assert hidden, "the source notebook has no hidden tests"
+    assert {"alice", "bob"} <= set(graded.feedback), f"feedback missing: {sorted(graded.feedback)}"
+    for student, html in graded.feedback.items():
+        text = _text(html)
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"{student}'s feedback shows hidden test code: {leaked[:3]}"
+        assert "BEGINHIDDENTESTS" not in text
+
+
+def test_feedback_of_blank_release_shows_no_solution(graded: GradedRun):
+    solution = _region_lines(graded.source_nb, "### BEGIN SOLUTION", "### END SOLUTION")
+    text = _text(graded.feedback["bob"])
+    leaked = [line for line in solution if line in text]
+    assert not leaked, f"the blank submission's feedback shows solution code: {leaked[:3]}"
+
+
+def test_feedback_says_what_failed(graded: GradedRun):
+    """A failed part's feedback carries the check's message, not a bare AssertionError."""
+    assert "NotImplementedError" in _text(graded.feedback["bob"])
+    bare = []
+    for m in graded.catalog.MISTAKES:
+        student = f"mistake-{m.part}-{m.name}".replace("_", "-")
+        text = _text(graded.feedback[student])
+        if not any(kind in text for kind in ("CheckFailed:", "ForbiddenCall:")):
+            bare.append(f"{m.part}/{m.name}")
+    assert not bare, f"feedback without a check message (bare assert or crash): {bare}"
+
+
+def test_export_csv_has_the_grades(graded: GradedRun):
+    rows = {}
+    for course in graded.courses:
+        with open(course.root / "grades.csv", newline="") as fh:
+            for row in csv.DictReader(fh):
+                rows[row["student_id"]] = row
+    total = sum(v[1] for v in graded.scores["alice"].values())
+    assert float(rows["alice"]["score"]) == total
+    assert float(rows["alice"]["max_score"]) == total
+    assert float(rows["bob"]["score"]) == 0
+
+
+def test_regrading_is_idempotent(graded: GradedRun):
+    """Autograding again gives the same grades (the first shard holds alice and bob)."""
+    course = graded.courses[0]
+    before = read_scores(course, graded.assignment)
+    course.run("autograde", graded.assignment, "--force", "--student=bob")
+    course.run("autograde", graded.assignment, "--force", "--student=alice")
+    assert read_scores(course, graded.assignment) == before
