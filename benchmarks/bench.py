@@ -85,7 +85,9 @@ def bench_book() -> None:
 
 def run_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 600) -> float:
     t0 = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     return time.perf_counter() - t0
 
 
@@ -123,7 +125,9 @@ def bench_assignments(n_submissions: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--skip-book", action="store_true")
     parser.add_argument("--skip-assignments", action="store_true")
     parser.add_argument("--submissions", type=int, default=4)

@@ -77,7 +77,9 @@ class Block(nn.Module):
         return f"residual={self.residual}"
 
 
-def init_linear_(layer: nn.Linear, init: str, *, std: float = 1.0, bias: float = 0.0, gain: float = 1.0) -> None:
+def init_linear_(
+    layer: nn.Linear, init: str, *, std: float = 1.0, bias: float = 0.0, gain: float = 1.0
+) -> None:
     """Initialise one Linear layer in place.
 
     xavier: U(-a, a), a = gain*sqrt(6/(fan_in+fan_out))  (Glorot & Bengio 2010)

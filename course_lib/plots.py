@@ -80,7 +80,9 @@ def plot_validation(histories: Mapping[str, History], *, title: str | None = Non
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
         for label, hist in histories.items():
-            ax.plot(np.arange(1, len(hist.epoch_val_acc) + 1), hist.epoch_val_acc, marker="o", ms=3, label=label)
+            ax.plot(
+                np.arange(1, len(hist.epoch_val_acc) + 1), hist.epoch_val_acc, marker="o", ms=3, label=label
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation accuracy")
         ax.set_ylim(0, 1.02)

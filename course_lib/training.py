@@ -71,7 +71,9 @@ def global_grad_norm(parameters: Sequence[nn.Parameter] | nn.Module) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn | None = None) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn | None = None
+) -> tuple[float, float]:
     """(mean loss, accuracy) of a classifier on (x, y), in eval mode; restores the previous mode."""
     loss_fn = loss_fn or nn.functional.cross_entropy
     was_training = model.training

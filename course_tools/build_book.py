@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def failed_chapters(out: Path, root: Path = ROOT) -> list[tuple[str, str]]:
     """(chapter source, report text) for every execution report the build left."""
-    reports = sorted((out / "html" / "reports").rglob("*.err.log")) if (out / "html" / "reports").exists() else []
+    reports = (
+        sorted((out / "html" / "reports").rglob("*.err.log")) if (out / "html" / "reports").exists() else []
+    )
     found = []
     for report in reports:
         rel = report.relative_to(out / "html" / "reports").as_posix().removesuffix(".err.log")
@@ -40,7 +42,15 @@ def summarise_report(text: str, limit: int = 40) -> str:
 
 def build(out: Path, rebuild_all: bool = False, root: Path = ROOT) -> int:
     """Build the book at `root` into out/_build; return 0 on success, else print what failed and return non-zero."""
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--path-output", str(out), "-W", "--keep-going"]
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter-book"),
+        "build",
+        str(root),
+        "--path-output",
+        str(out),
+        "-W",
+        "--keep-going",
+    ]
     if rebuild_all:
         cmd.append("--all")
     reports = out / "_build" / "html" / "reports"
@@ -61,8 +71,12 @@ def build(out: Path, rebuild_all: bool = False, root: Path = ROOT) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT, help="directory that receives _build/ (default: the repository)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT, help="directory that receives _build/ (default: the repository)"
+    )
     parser.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")
     args = parser.parse_args(argv)
     return build(args.out.resolve(), args.all)

@@ -59,7 +59,9 @@ def generate(solutions: Path, dest: Path, names: list[str] | None = None) -> lis
             if bad:
                 errors.extend(bad)
                 continue
-            shutil.copytree(src, course.root / "solutions" / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+            shutil.copytree(
+                src, course.root / "solutions" / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+            )
             try:
                 course.run("generate_assignment", name, "--force")
             except NbgraderError as exc:
@@ -88,7 +90,9 @@ def stale_files(expected: Path, actual: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="only report whether exercises/ is up to date")
     parser.add_argument("names", nargs="*", help="assignments to generate (default: all)")
     args = parser.parse_args(argv)
@@ -100,12 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         for e in errors:
             print(f"[exercises] {e}", file=sys.stderr)
         if diffs:
-            print("[exercises] exercises/ is stale; run `python3 dev.py exercises`:\n  " + "\n  ".join(diffs), file=sys.stderr)
+            print(
+                "[exercises] exercises/ is stale; run `python3 dev.py exercises`:\n  " + "\n  ".join(diffs),
+                file=sys.stderr,
+            )
         return 1 if errors or diffs else 0
     errors = generate(solutions, exercises, args.names or None)
     for e in errors:
         print(f"[exercises] {e}", file=sys.stderr)
-    print(f"[exercises] generated {len(args.names or assignments(solutions)) - len(errors)} assignment(s) into {exercises}")
+    print(
+        f"[exercises] generated {len(args.names or assignments(solutions)) - len(errors)} assignment(s) into {exercises}"
+    )
     return 1 if errors else 0
 
 

@@ -62,5 +62,7 @@ class Course:
         )
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
-            raise NbgraderError(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{output[-4000:]}")
+            raise NbgraderError(
+                f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{output[-4000:]}"
+            )
         return output

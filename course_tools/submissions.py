@@ -50,7 +50,9 @@ def fill(release_nb: NotebookNode, answers: dict[str, str]) -> NotebookNode:
     return nb
 
 
-def write_submission(nb: NotebookNode, submitted_dir: Path, student: str, assignment: str, notebook: str) -> Path:
+def write_submission(
+    nb: NotebookNode, submitted_dir: Path, student: str, assignment: str, notebook: str
+) -> Path:
     """Place a notebook where `nbgrader collect` would: submitted/<student>/<assignment>/<notebook>.ipynb."""
     target = submitted_dir / student / assignment
     target.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,14 @@ def test_every_toc_page_renders(html: Path):
 def test_chapters_have_computed_figures_and_math(html: Path):
     for doc in (d for d in toc_files() if re.match(r"book/ch\d\d_", d)):
         soup = page(html, doc)
-        imgs = [img for img in soup.find_all("img") if "_images/" in img.get("src", "") or img.get("src", "").startswith("data:")]
-        assert len(imgs) >= 3, f"{doc} has {len(imgs)} figures; chapters show their claims with computed figures"
+        imgs = [
+            img
+            for img in soup.find_all("img")
+            if "_images/" in img.get("src", "") or img.get("src", "").startswith("data:")
+        ]
+        assert len(imgs) >= 3, (
+            f"{doc} has {len(imgs)} figures; chapters show their claims with computed figures"
+        )
         for img in imgs:
             src = img["src"]
             if not src.startswith("data:"):
@@ -98,7 +104,9 @@ def test_assignment_page_offers_the_student_notebook(html: Path):
 
 def test_citations_and_glossary_resolve(html: Path):
     bib = page(html, "book/bibliography")
-    assert len(bib.select(".citation, dl.citation > dt, div.citation")) >= 5, "the bibliography lists too few papers"
+    assert len(bib.select(".citation, dl.citation > dt, div.citation")) >= 5, (
+        "the bibliography lists too few papers"
+    )
     gloss = page(html, "book/glossary").get_text()
     for term in ("梯度爆炸", "梯度消失", "批量归一化", "梯度裁剪", "反向传播"):
         assert term in gloss, f"glossary lacks {term}"

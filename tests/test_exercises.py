@@ -77,7 +77,9 @@ def test_assignment_meets_the_standard(name: str):
         assert f"test_{sol}" in tests, f"{name}: solution cell {sol} has no test cell test_{sol}"
     for gid, cell in tests.items():
         src = cell.source
-        assert "### BEGIN HIDDEN TESTS" in src and "### END HIDDEN TESTS" in src, f"{name}/{gid} has no hidden tests"
+        assert "### BEGIN HIDDEN TESTS" in src and "### END HIDDEN TESTS" in src, (
+            f"{name}/{gid} has no hidden tests"
+        )
         visible = src.split("### BEGIN HIDDEN TESTS")[0]
         assert "check_" in visible or "assert" in visible, f"{name}/{gid} has no visible test"
         assert cell.metadata.nbgrader.get("points", 0) > 0, f"{name}/{gid} is worth no points"

@@ -64,7 +64,9 @@ def read_scores(course: Course, assignment: str) -> dict[str, dict[str, tuple[fl
     return out
 
 
-def grade_shard(course: Course, assignment: str, submissions: dict[str, nbformat.NotebookNode], exchange_flow: bool):
+def grade_shard(
+    course: Course, assignment: str, submissions: dict[str, nbformat.NotebookNode], exchange_flow: bool
+):
     """Generate, optionally go through the exchange with two students, add direct submissions, autograde."""
     shutil.copytree(REPO / "solutions" / assignment, course.root / "solutions" / assignment)
     course.run("generate_assignment", assignment, "--force")
@@ -78,7 +80,9 @@ def grade_shard(course: Course, assignment: str, submissions: dict[str, nbformat
             fetched = home / assignment / f"{nb_name}.ipynb"
             assert fetched.exists(), f"fetch_assignment did not deliver {fetched}"
             if student == "alice":
-                source = nbformat.read(course.root / "solutions" / assignment / f"{nb_name}.ipynb", as_version=4)
+                source = nbformat.read(
+                    course.root / "solutions" / assignment / f"{nb_name}.ipynb", as_version=4
+                )
                 nbformat.write(fill(nbformat.read(fetched, as_version=4), solution_answers(source)), fetched)
             course.run("submit", assignment, cwd=home, user=student)
         course.run("collect", assignment)
@@ -140,7 +144,9 @@ def test_every_wrong_answer_loses_exactly_its_part(graded: GradedRun):
         target = f"test_{m.part}"
         assert target in scores, f"no test cell {target} for mistake {m.name}"
         if scores[target][0] != 0:
-            failures.append(f"{m.part}/{m.name}: kept {scores[target][0]} of {scores[target][1]} points on {target}")
+            failures.append(
+                f"{m.part}/{m.name}: kept {scores[target][0]} of {scores[target][1]} points on {target}"
+            )
         others = {k: v for k, v in scores.items() if k != target and v[0] != v[1]}
         if others:
             failures.append(f"{m.part}/{m.name}: also lost points on {sorted(others)}")
