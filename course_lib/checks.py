@@ -25,6 +25,7 @@ import torch
 # Bound at import: the checks keep using the real functions even if a notebook rebinds torch's.
 _as_tensor = torch.as_tensor
 _isfinite = torch.isfinite
+_isnan = torch.isnan
 _abs = torch.abs
 _where = torch.where
 _argmax = torch.argmax
@@ -139,10 +140,14 @@ def check_close(
         check_finite(name, a)
     err = _abs(a - e)
     tol = atol + rtol * _abs(e)
-    off = err > tol
+    off = ~(err <= tol)  # a NaN error counts as off
+    nonfinite = ~_isfinite(e)
+    if bool(nonfinite.any()):  # where the expected value is inf or NaN, only the same value passes
+        same = (a == e) | (_isnan(a) & _isnan(e))
+        off = _where(nonfinite, ~same, off)
     if not bool(off.any()):
         return
-    flat = int(_argmax((err - tol).reshape(-1)))
+    flat = int(_argmax(_where(off, (err - tol).nan_to_num(nan=math.inf), -math.inf).reshape(-1)))
     idx = tuple(int(i) for i in _unravel(flat, tuple(e.shape))) if e.dim() else ()
     worst_a, worst_e = float(a.reshape(-1)[flat]), float(e.reshape(-1)[flat])
     where = f" at index {idx}" if idx else ""

@@ -65,7 +65,9 @@ def plot_histories(
         if show_grad_norm:
             ax_g = axes[0, 1]
             for label, hist in histories.items():
-                ax_g.plot(_smooth(hist.step_grad_norm, smooth), label=label)
+                gs = _smooth(hist.step_grad_norm, smooth)
+                shift = smooth - 1 if len(gs) < len(hist.step_grad_norm) else 0
+                ax_g.plot(np.arange(len(gs)) + shift, gs, label=label)  # aligned with the loss curve
             ax_g.set_yscale("log")
             ax_g.set_xlabel("step")
             ax_g.set_ylabel("gradient norm ‖∇L‖₂")
