@@ -24,7 +24,9 @@ FAN_IN, FAN_OUT = 512, 256
 
 def _big(init: str, activation: str = "identity", **kw) -> nn.Sequential:
     torch.manual_seed(0)
-    model = make_mlp(in_features=FAN_IN, hidden=(FAN_OUT,), out_features=128, init=init, activation=activation, **kw)
+    model = make_mlp(
+        in_features=FAN_IN, hidden=(FAN_OUT,), out_features=128, init=init, activation=activation, **kw
+    )
     return model.requires_grad_(False)  # plain tensors: float() on them gives no autograd warning
 
 

@@ -173,7 +173,9 @@ def test_clip_norm_bounds_the_update():
             self.sizes.append(float(torch.sqrt(sum((d.double() ** 2).sum() for d in delta))))
 
     moves = Moves()
-    hist = train(model, (x, y), lr=lr, clip_norm=clip, epochs=2, batch_size=16, callbacks=[moves], progress=False)
+    hist = train(
+        model, (x, y), lr=lr, clip_norm=clip, epochs=2, batch_size=16, callbacks=[moves], progress=False
+    )
     # the History keeps the norm before clipping, which was well above the bound ...
     assert min(hist.step_grad_norm) > 10 * clip
     # ... while every SGD step moved the parameters by lr * clip exactly
@@ -196,7 +198,9 @@ def test_callbacks_order_and_gradients():
         def on_step_end(self, step, model, loss):
             events.append((step, self.name, "step_end", loss))
 
-    hist = train(_model(), (x, y), epochs=1, batch_size=16, callbacks=[Recorder("a"), Recorder("b")], progress=False)
+    hist = train(
+        _model(), (x, y), epochs=1, batch_size=16, callbacks=[Recorder("a"), Recorder("b")], progress=False
+    )
     expected_order = [
         (s, name, kind) for s in range(4) for kind in ("after_backward", "step_end") for name in ("a", "b")
     ]
@@ -211,7 +215,15 @@ def test_callbacks_order_and_gradients():
 def test_base_callback_is_a_no_op():
     x, y = _toy()
     a, b = _model(), _model()
-    train(a, (x, y), epochs=1, batch_size=16, callbacks=[Callback()], generator=torch.Generator().manual_seed(0), progress=False)
+    train(
+        a,
+        (x, y),
+        epochs=1,
+        batch_size=16,
+        callbacks=[Callback()],
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     train(b, (x, y), epochs=1, batch_size=16, generator=torch.Generator().manual_seed(0), progress=False)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
