@@ -57,7 +57,7 @@ def to_tensor(name: str, value: Any) -> torch.Tensor:
             raise CheckFailed(f"{name} could not be read as numbers: {exc}") from None
     else:
         raise CheckFailed(f"{name} should be a tensor or a number, got {type(value).__name__}")
-    if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.bool)):
+    if t.is_complex():
         raise CheckFailed(f"{name} has dtype {t.dtype}; expected real numbers")
     return t.to(device="cpu", dtype=torch.float64)
 

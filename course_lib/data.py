@@ -105,7 +105,7 @@ def batches(
     """Yield (x_batch, y_batch) mini-batches; one pass over the data is one epoch.
 
     batch_size >= len(x) gives full-batch gradient descent; batch_size=1 gives SGD
-    in its original, one-example-at-a-time sense.
+    in its original, one-example-at-a-time sense. Bad arguments fail here, at the call.
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
@@ -115,6 +115,4 @@ def batches(
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     order = order.to(x.device)
     stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
-        yield x[idx], y[idx]
+    return ((x[idx], y[idx]) for idx in (order[s : s + batch_size] for s in range(0, stop, batch_size)))

@@ -21,7 +21,7 @@ def seed_everything(seed: int = 0, *, threads: int | None = 1, deterministic: bo
     deterministic: ask PyTorch for deterministic kernels where they exist (warn-only
     so that an operation without one still runs).
     """
-    if not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -117,6 +117,8 @@ def train(
     x, y = train_data
     if len(x) == 0:
         raise ValueError("train_data is empty")
+    if batch_size < 1 or epochs < 0:
+        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"clip_norm must be positive, got {clip_norm}")
     loss_fn = loss_fn or nn.functional.cross_entropy
