@@ -1,0 +1,486 @@
+"""Realistic wrong answers to ps01_backprop, one solution cell each.
+
+Each Mistake replaces the solution cell whose grade_id is `part` with `source`. The
+grading tests prove that every one of them loses the points of test_<part> and of no
+other part, so the catalog doubles as a record of what the tests are able to catch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mistake:
+    part: str  # grade_id of the solution cell it replaces, e.g. "sigmoid_grad"
+    name: str  # short slug, e.g. "forgot_to_apply_sigmoid"
+    description: str  # what the student did wrong
+    source: str  # the full replacement source of that solution cell (def included, no solution markers)
+
+
+ASSIGNMENT = "ps01_backprop"
+
+MISTAKES: list[Mistake] = [
+    # ------------------------------------------------------------------ part 1: sigmoid_grad
+    Mistake(
+        "sigmoid_grad",
+        "forgot_to_apply_sigmoid",
+        "uses z * (1 - z), the formula in terms of sigma(z), on z itself",
+        '''def sigmoid_grad(z):
+    """Derivative of the logistic sigmoid, elementwise."""
+    return z * (1 - z)
+''',
+    ),
+    Mistake(
+        "sigmoid_grad",
+        "unstable_exp_form",
+        "exp(-z) / (1 + exp(-z))**2: exp(1000) overflows and inf / inf is NaN at z = -1000",
+        '''def sigmoid_grad(z):
+    """Derivative of the logistic sigmoid, elementwise."""
+    e = torch.exp(-z)
+    return e / (1 + e) ** 2
+''',
+    ),
+    Mistake(
+        "sigmoid_grad",
+        "calls_autograd",
+        "asks autograd for the derivative instead of using the formula",
+        '''def sigmoid_grad(z):
+    """Derivative of the logistic sigmoid, elementwise."""
+    z = z.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(torch.sigmoid(z).sum(), z)
+    return g
+''',
+    ),
+    # ------------------------------------------------------------------ part 2: cross_entropy
+    Mistake(
+        "cross_entropy",
+        "naive_softmax_then_log",
+        "softmax as exp / sum(exp) without subtracting the max, then log: inf / inf = NaN for large logits",
+        '''def cross_entropy(logits, y):
+    """Mean cross-entropy of integer labels y (N,) under logits (N, C); a 0-d tensor."""
+    p = torch.exp(logits) / torch.exp(logits).sum(dim=1, keepdim=True)
+    return -torch.log(p[torch.arange(logits.shape[0]), y]).mean()
+''',
+    ),
+    Mistake(
+        "cross_entropy",
+        "sum_instead_of_mean",
+        "sums the per-example losses over the batch instead of averaging them",
+        '''def cross_entropy(logits, y):
+    """Mean cross-entropy of integer labels y (N,) under logits (N, C); a 0-d tensor."""
+    m = logits.max(dim=1, keepdim=True).values
+    lse = m.squeeze(1) + torch.log(torch.exp(logits - m).sum(dim=1))
+    return (lse - logits[torch.arange(logits.shape[0]), y]).sum()
+''',
+    ),
+    Mistake(
+        "cross_entropy",
+        "column_indexing",
+        "picks the target logits with logits[:, y], an (N, N) matrix, instead of logits[arange(N), y]",
+        '''def cross_entropy(logits, y):
+    """Mean cross-entropy of integer labels y (N,) under logits (N, C); a 0-d tensor."""
+    m = logits.max(dim=1, keepdim=True).values
+    lse = m.squeeze(1) + torch.log(torch.exp(logits - m).sum(dim=1))
+    return (lse - logits[:, y]).mean()
+''',
+    ),
+    Mistake(
+        "cross_entropy",
+        "calls_builtin",
+        "returns torch.nn.functional.cross_entropy instead of writing the log-sum-exp",
+        '''def cross_entropy(logits, y):
+    """Mean cross-entropy of integer labels y (N,) under logits (N, C); a 0-d tensor."""
+    return F.cross_entropy(logits, y)
+''',
+    ),
+    # ------------------------------------------------------------------ part 3: cross_entropy_grad
+    Mistake(
+        "cross_entropy_grad",
+        "forgot_divide_by_n",
+        "softmax - onehot without the 1/N that the mean over the batch contributes",
+        '''def cross_entropy_grad(logits, y):
+    """Gradient of the mean cross-entropy with respect to the logits, shape (N, C)."""
+    onehot = F.one_hot(y, num_classes=logits.shape[1]).to(logits.dtype)
+    return torch.softmax(logits, dim=1) - onehot
+''',
+    ),
+    Mistake(
+        "cross_entropy_grad",
+        "forgot_onehot",
+        "returns softmax / N, forgetting the -1 at the label",
+        '''def cross_entropy_grad(logits, y):
+    """Gradient of the mean cross-entropy with respect to the logits, shape (N, C)."""
+    return torch.softmax(logits, dim=1) / logits.shape[0]
+''',
+    ),
+    Mistake(
+        "cross_entropy_grad",
+        "sign_flipped",
+        "(onehot - softmax) / N: the gradient of the log-likelihood, not of the loss",
+        '''def cross_entropy_grad(logits, y):
+    """Gradient of the mean cross-entropy with respect to the logits, shape (N, C)."""
+    onehot = F.one_hot(y, num_classes=logits.shape[1]).to(logits.dtype)
+    return (onehot - torch.softmax(logits, dim=1)) / logits.shape[0]
+''',
+    ),
+    Mistake(
+        "cross_entropy_grad",
+        "naive_softmax",
+        "softmax as exp / sum(exp) without subtracting the max: NaN for large logits",
+        '''def cross_entropy_grad(logits, y):
+    """Gradient of the mean cross-entropy with respect to the logits, shape (N, C)."""
+    e = torch.exp(logits)
+    p = e / e.sum(dim=1, keepdim=True)
+    onehot = F.one_hot(y, num_classes=logits.shape[1]).to(logits.dtype)
+    return (p - onehot) / logits.shape[0]
+''',
+    ),
+    # ------------------------------------------------------------------ part 4: two_layer_backward
+    Mistake(
+        "two_layer_backward",
+        "missing_relu_mask",
+        "backpropagates through the relu as if it were the identity",
+        '''def two_layer_backward(x, W1, b1, W2, b2, dlogits):
+    """Gradients of L with respect to W1, b1, W2, b2 given dlogits = dL/dlogits."""
+    h = torch.relu(x @ W1.T + b1)
+    dz1 = dlogits @ W2
+    return {"W1": dz1.T @ x, "b1": dz1.sum(0), "W2": dlogits.T @ h, "b2": dlogits.sum(0)}
+''',
+    ),
+    Mistake(
+        "two_layer_backward",
+        "weight_gradients_transposed",
+        "x.T @ dz1 and h.T @ dlogits: the weight gradients come out transposed, (D, H) and (H, C)",
+        '''def two_layer_backward(x, W1, b1, W2, b2, dlogits):
+    """Gradients of L with respect to W1, b1, W2, b2 given dlogits = dL/dlogits."""
+    z1 = x @ W1.T + b1
+    h = torch.relu(z1)
+    dz1 = (dlogits @ W2) * (z1 > 0).to(x.dtype)
+    return {"W1": x.T @ dz1, "b1": dz1.sum(0), "W2": h.T @ dlogits, "b2": dlogits.sum(0)}
+''',
+    ),
+    Mistake(
+        "two_layer_backward",
+        "bias_gradient_mean",
+        "averages the bias gradients over the batch instead of summing them",
+        '''def two_layer_backward(x, W1, b1, W2, b2, dlogits):
+    """Gradients of L with respect to W1, b1, W2, b2 given dlogits = dL/dlogits."""
+    z1 = x @ W1.T + b1
+    h = torch.relu(z1)
+    dz1 = (dlogits @ W2) * (z1 > 0).to(x.dtype)
+    return {"W1": dz1.T @ x, "b1": dz1.mean(0), "W2": dlogits.T @ h, "b2": dlogits.mean(0)}
+''',
+    ),
+    Mistake(
+        "two_layer_backward",
+        "pre_activation_for_dW2",
+        "uses z1 (before the relu) instead of h = relu(z1) in dW2",
+        '''def two_layer_backward(x, W1, b1, W2, b2, dlogits):
+    """Gradients of L with respect to W1, b1, W2, b2 given dlogits = dL/dlogits."""
+    z1 = x @ W1.T + b1
+    dz1 = (dlogits @ W2) * (z1 > 0).to(x.dtype)
+    return {"W1": dz1.T @ x, "b1": dz1.sum(0), "W2": dlogits.T @ z1, "b2": dlogits.sum(0)}
+''',
+    ),
+    # ------------------------------------------------------------------ part 5: central_difference
+    Mistake(
+        "central_difference",
+        "forward_difference",
+        "one-sided (f(x + eps e_i) - f(x)) / eps: error O(eps) instead of O(eps^2)",
+        '''def central_difference(f, x, eps=1e-6):
+    """Numerical gradient of a scalar function f at x by central differences."""
+    x_work = x.detach().clone()
+    flat = x_work.view(-1)
+    grad = torch.zeros_like(x_work)
+    f0 = float(f(x_work))
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + eps
+        grad.view(-1)[i] = (float(f(x_work)) - f0) / eps
+        flat[i] = old
+    return grad
+''',
+    ),
+    Mistake(
+        "central_difference",
+        "divides_by_eps",
+        "divides the central difference by eps instead of 2 eps: twice the gradient",
+        '''def central_difference(f, x, eps=1e-6):
+    """Numerical gradient of a scalar function f at x by central differences."""
+    x_work = x.detach().clone()
+    flat = x_work.view(-1)
+    grad = torch.zeros_like(x_work)
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + eps
+        f_plus = float(f(x_work))
+        flat[i] = old - eps
+        f_minus = float(f(x_work))
+        flat[i] = old
+        grad.view(-1)[i] = (f_plus - f_minus) / eps
+    return grad
+''',
+    ),
+    Mistake(
+        "central_difference",
+        "does_not_restore_x",
+        "perturbs x in place and leaves every entry at x_i - eps afterwards",
+        '''def central_difference(f, x, eps=1e-6):
+    """Numerical gradient of a scalar function f at x by central differences."""
+    flat = x.view(-1)
+    grad = torch.zeros_like(x)
+    for i in range(flat.numel()):
+        flat[i] += eps
+        f_plus = float(f(x))
+        flat[i] -= 2 * eps
+        f_minus = float(f(x))
+        grad.view(-1)[i] = (f_plus - f_minus) / (2 * eps)
+    return grad
+''',
+    ),
+    Mistake(
+        "central_difference",
+        "returns_flat_vector",
+        "collects the partial derivatives in a list and returns them as a flat vector, not in the shape of x",
+        '''def central_difference(f, x, eps=1e-6):
+    """Numerical gradient of a scalar function f at x by central differences."""
+    x_work = x.detach().clone()
+    flat = x_work.view(-1)
+    grads = []
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + eps
+        f_plus = float(f(x_work))
+        flat[i] = old - eps
+        f_minus = float(f(x_work))
+        flat[i] = old
+        grads.append((f_plus - f_minus) / (2 * eps))
+    return torch.tensor(grads, dtype=x.dtype)
+''',
+    ),
+    # ------------------------------------------------------------------ part 6: relative_error
+    Mistake(
+        "relative_error",
+        "absolute_error_only",
+        "returns ||a - b||, the absolute error, with no normalisation",
+        '''def relative_error(a, b):
+    """||a - b|| / max(||a|| + ||b||, 1e-12), norms over all entries; a Python float."""
+    return torch.linalg.vector_norm(a - b).item()
+''',
+    ),
+    Mistake(
+        "relative_error",
+        "divides_by_norm_of_b",
+        "||a - b|| / ||b||: a different value, and NaN or inf when b is zero",
+        '''def relative_error(a, b):
+    """||a - b|| / max(||a|| + ||b||, 1e-12), norms over all entries; a Python float."""
+    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
+''',
+    ),
+    Mistake(
+        "relative_error",
+        "no_floor_in_denominator",
+        "||a - b|| / (||a|| + ||b||) without the 1e-12 floor: 0 / 0 = NaN when both are zero",
+        '''def relative_error(a, b):
+    """||a - b|| / max(||a|| + ||b||, 1e-12), norms over all entries; a Python float."""
+    num = torch.linalg.vector_norm(a - b)
+    den = torch.linalg.vector_norm(a) + torch.linalg.vector_norm(b)
+    return (num / den).item()
+''',
+    ),
+    Mistake(
+        "relative_error",
+        "returns_tensor",
+        "returns a 0-d tensor instead of a Python float",
+        '''def relative_error(a, b):
+    """||a - b|| / max(||a|| + ||b||, 1e-12), norms over all entries; a Python float."""
+    num = torch.linalg.vector_norm(a - b)
+    den = torch.linalg.vector_norm(a) + torch.linalg.vector_norm(b)
+    return num / torch.clamp(den, min=1e-12)
+''',
+    ),
+    # ------------------------------------------------------------------ part 7: find_wrong_gradients
+    Mistake(
+        "find_wrong_gradients",
+        "comparison_inverted",
+        "keeps the names whose relative error is below the threshold, i.e. the correct ones",
+        '''def find_wrong_gradients(f, params, grads, eps=1e-6, threshold=1e-6):
+    """Sorted names in params whose hand-written gradient disagrees with central differences."""
+    wrong = []
+    for name, value in params.items():
+        numeric = central_difference(lambda t, name=name: f({**params, name: t}), value, eps)
+        if relative_error(numeric, grads[name]) < threshold:
+            wrong.append(name)
+    return sorted(wrong)
+''',
+    ),
+    Mistake(
+        "find_wrong_gradients",
+        "not_sorted",
+        "returns the wrong names in the dict's order instead of sorted",
+        '''def find_wrong_gradients(f, params, grads, eps=1e-6, threshold=1e-6):
+    """Sorted names in params whose hand-written gradient disagrees with central differences."""
+    wrong = []
+    for name, value in params.items():
+        numeric = central_difference(lambda t, name=name: f({**params, name: t}), value, eps)
+        if relative_error(numeric, grads[name]) > threshold:
+            wrong.append(name)
+    return wrong
+''',
+    ),
+    Mistake(
+        "find_wrong_gradients",
+        "absolute_error_threshold",
+        "compares the largest absolute difference with the threshold instead of the relative error",
+        '''def find_wrong_gradients(f, params, grads, eps=1e-6, threshold=1e-6):
+    """Sorted names in params whose hand-written gradient disagrees with central differences."""
+    wrong = []
+    for name, value in params.items():
+        numeric = central_difference(lambda t, name=name: f({**params, name: t}), value, eps)
+        if (numeric - grads[name]).abs().max().item() > threshold:
+            wrong.append(name)
+    return sorted(wrong)
+''',
+    ),
+    Mistake(
+        "find_wrong_gradients",
+        "ignores_threshold_argument",
+        "hard-codes the usual 1e-6 instead of using the threshold it is given",
+        '''def find_wrong_gradients(f, params, grads, eps=1e-6, threshold=1e-6):
+    """Sorted names in params whose hand-written gradient disagrees with central differences."""
+    wrong = []
+    for name, value in params.items():
+        numeric = central_difference(lambda t, name=name: f({**params, name: t}), value, eps)
+        if relative_error(numeric, grads[name]) > 1e-6:
+            wrong.append(name)
+    return sorted(wrong)
+''',
+    ),
+    # ------------------------------------------------------------------ part 8: accumulated_gradients
+    Mistake(
+        "accumulated_gradients",
+        "sum_of_means",
+        "backpropagates every micro-batch's mean loss unweighted: K times the gradient for K micro-batches",
+        '''def accumulated_gradients(model, loss_fn, x, y, micro_batch_size):
+    """Leave in every .grad the full-batch gradient, forwarding micro-batches. Returns None."""
+    model.zero_grad()
+    for s in range(0, x.shape[0], micro_batch_size):
+        loss_fn(model(x[s : s + micro_batch_size]), y[s : s + micro_batch_size]).backward()
+''',
+    ),
+    Mistake(
+        "accumulated_gradients",
+        "divides_by_number_of_micro_batches",
+        "divides each micro-batch's mean by the number of micro-batches: wrong when the last one is smaller",
+        '''def accumulated_gradients(model, loss_fn, x, y, micro_batch_size):
+    """Leave in every .grad the full-batch gradient, forwarding micro-batches. Returns None."""
+    model.zero_grad()
+    n = x.shape[0]
+    k = math.ceil(n / micro_batch_size)
+    for s in range(0, n, micro_batch_size):
+        loss = loss_fn(model(x[s : s + micro_batch_size]), y[s : s + micro_batch_size])
+        (loss / k).backward()
+''',
+    ),
+    Mistake(
+        "accumulated_gradients",
+        "zero_grad_inside_loop",
+        "clears the gradients before every micro-batch, so only the last one's gradient is left",
+        '''def accumulated_gradients(model, loss_fn, x, y, micro_batch_size):
+    """Leave in every .grad the full-batch gradient, forwarding micro-batches. Returns None."""
+    n = x.shape[0]
+    for s in range(0, n, micro_batch_size):
+        model.zero_grad()
+        xb, yb = x[s : s + micro_batch_size], y[s : s + micro_batch_size]
+        (loss_fn(model(xb), yb) * (xb.shape[0] / n)).backward()
+''',
+    ),
+    Mistake(
+        "accumulated_gradients",
+        "whole_batch_at_once",
+        "forwards the whole batch in one call, ignoring micro_batch_size",
+        '''def accumulated_gradients(model, loss_fn, x, y, micro_batch_size):
+    """Leave in every .grad the full-batch gradient, forwarding micro-batches. Returns None."""
+    model.zero_grad()
+    loss_fn(model(x), y).backward()
+''',
+    ),
+    Mistake(
+        "accumulated_gradients",
+        "no_zero_grad",
+        "never clears .grad, so the gradients are added to whatever was left there",
+        '''def accumulated_gradients(model, loss_fn, x, y, micro_batch_size):
+    """Leave in every .grad the full-batch gradient, forwarding micro-batches. Returns None."""
+    n = x.shape[0]
+    for s in range(0, n, micro_batch_size):
+        xb, yb = x[s : s + micro_batch_size], y[s : s + micro_batch_size]
+        (loss_fn(model(xb), yb) * (xb.shape[0] / n)).backward()
+''',
+    ),
+    # ------------------------------------------------------------------ part 9: train_step
+    Mistake(
+        "train_step",
+        "no_zero_grad",
+        "never calls zero_grad, so old gradients are added to the new ones",
+        '''def train_step(model, optimizer, loss_fn, x, y):
+    """One training step; returns the loss before the update as a float."""
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+''',
+    ),
+    Mistake(
+        "train_step",
+        "step_before_backward",
+        "calls optimizer.step() before loss.backward(), so the update uses stale or no gradients",
+        '''def train_step(model, optimizer, loss_fn, x, y):
+    """One training step; returns the loss before the update as a float."""
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    optimizer.step()
+    loss.backward()
+    return loss.item()
+''',
+    ),
+    Mistake(
+        "train_step",
+        "zero_grad_after_backward",
+        "calls zero_grad between backward and step, so the step sees no gradients",
+        '''def train_step(model, optimizer, loss_fn, x, y):
+    """One training step; returns the loss before the update as a float."""
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+''',
+    ),
+    Mistake(
+        "train_step",
+        "returns_tensor",
+        "returns the loss tensor instead of a Python float",
+        '''def train_step(model, optimizer, loss_fn, x, y):
+    """One training step; returns the loss before the update as a float."""
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+''',
+    ),
+    Mistake(
+        "train_step",
+        "loss_after_update",
+        "returns the loss recomputed after optimizer.step() instead of the one that was backpropagated",
+        '''def train_step(model, optimizer, loss_fn, x, y):
+    """One training step; returns the loss before the update as a float."""
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+    with torch.no_grad():
+        return loss_fn(model(x), y).item()
+''',
+    ),
+]
