@@ -68,6 +68,7 @@ LAYER_STATS = (
     "update_ratio",  # ‖Δθ‖₂ / ‖θ‖₂ across the optimiser step (NaN: no step recorded)
     "time_grad_first",  # recurrent cells only: ‖∂L/∂h_t‖ at the first time step (first call)
     "time_grad_last",  # recurrent cells only: ‖∂L/∂h_t‖ at the last time step (last call)
+    "calls",  # forward calls of the module in the step (T for a recurrent cell; 0: not used)
 )
 PARAM_STATS = ("param_norm", "grad_norm", "update_ratio")  # as above, per named parameter
 
@@ -527,6 +528,9 @@ class GradientMonitor(Callback):
             lay[i, 5] = math.sqrt(float(np.sum(v[s] ** 2)))
         for i, s in tg.items():
             lay[i, 9], lay[i, 10] = v[s]
+        lay[:, 11] = 0.0
+        for i, c in pend.calls.items():
+            lay[i, 11] = c + 1
         for i, own in enumerate(self._owned):
             if own:
                 with np.errstate(invalid="ignore"):
