@@ -107,15 +107,18 @@ def _ratio_hint(a: torch.Tensor, e: torch.Tensor) -> str:
         return ""
     if float(_abs(ratios - c).max()) > 1e-6 * max(1.0, abs(c)):
         return ""
+    everywhere = " everywhere" if ratios.numel() > 1 else ""
     if abs(c + 1) < 1e-6:
         return (
             " It is exactly -1 x the expected value: a sign error (gradient ascent, or a - that should be +)?"
         )
     if abs(c - round(c)) < 1e-6 and abs(c) >= 2 or abs(1 / c - round(1 / c)) < 1e-6 and abs(1 / c) >= 2:
         return (
-            f" It is {c:.6g} x the expected value everywhere: a missing or extra normalisation "
+            f" It is {c:.6g} x the expected value{everywhere}: a missing or extra normalisation "
             "(a mean where a sum was due, a batch size, or a factor 2)?"
         )
+    if not everywhere:
+        return ""  # one number is always some multiple of another: no hint
     return f" It is {c:.6g} x the expected value everywhere: a scale factor is off."
 
 

@@ -84,7 +84,7 @@ def grade_shard(
                     course.root / "solutions" / assignment / f"{nb_name}.ipynb", as_version=4
                 )
                 nbformat.write(fill(nbformat.read(fetched, as_version=4), solution_answers(source)), fetched)
-            course.run("submit", assignment, cwd=home, user=student)
+            course.run("submit", assignment, f"--student={student}", cwd=home, user=student)
         course.run("collect", assignment)
     for student, nb in submissions.items():
         write_submission(nb, course.root / "submitted", student, assignment, nb_name)
