@@ -387,16 +387,22 @@ class GradientMonitor(Callback):
                 self._record.order.append(i)
             y = outs[0].detach()  # (B, ...) the primary output; for RNNs all hidden states
             y = y if y.dtype in (torch.float32, torch.float64) else y.float()
-            std, mean = torch.std_mean(y, correction=0)
+            # A few fused reductions per layer, all left on the device until the step ends.
+            mean = y.mean()
+            std = torch.linalg.vector_norm(y - mean).div_(math.sqrt(max(y.numel(), 1)))  # population std
             stats, units = [mean, std], 0
             if info.bounds is not None:  # |y - centre| > half-range - eps: near a bound
                 lo, hi = info.bounds
-                dist = y.abs() if lo == -hi else (y - (lo + hi) / 2).abs()
-                stats.append((dist > (hi - lo) / 2 - eps).sum(dtype=y.dtype))
+                dist = y.abs() if lo == -hi else (y - (lo + hi) / 2).abs_()
+                stats.append(dist.gt_((hi - lo) / 2 - eps).sum())
             if info.can_die:  # a unit is alive if it is positive for some example (and position)
-                alive = (y > 0).movedim(unit_dim if y.ndim > 1 else 0, -1)
-                units = alive.shape[-1]
-                stats.append(alive.reshape(-1, units).any(dim=0).sum(dtype=y.dtype))
+                if y.ndim > 1:
+                    axis = unit_dim % y.ndim
+                    units = y.shape[axis]
+                    peak = y.amax(dim=tuple(d for d in range(y.ndim) if d != axis))  # (units,)
+                else:
+                    units, peak = y.numel(), y.clone()
+                stats.append(peak.gt_(0).sum())
             calls = self._pending.act.setdefault(i, [])
             calls.append((stats, y.numel(), units))
             if len(calls) > 64:  # a module called in a long loop: fold the calls to keep memory flat

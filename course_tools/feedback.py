@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 HIDDEN_NOTE = "# (hidden tests were run here; their code is not shown)"
 
@@ -20,6 +20,7 @@ HIDDEN_NOTE = "# (hidden tests were run here; their code is not shown)"
 class HideHiddenTests(Preprocessor):
     """Strip hidden-test regions and traceback context from grade cells before rendering feedback."""
 
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
     begin = Unicode("BEGIN HIDDEN TESTS").tag(config=True)
     end = Unicode("END HIDDEN TESTS").tag(config=True)
 
@@ -40,7 +41,7 @@ class HideHiddenTests(Preprocessor):
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         is_test = bool(meta.get("grade")) and not bool(meta.get("solution"))
-        if cell.get("cell_type") != "code" or not (is_test or self.begin in cell.get("source", "")):
+        if cell.get("cell_type") != "code" or not is_test:
             return cell, resources
         cell.source = self._strip_source(cell.source)
         for output in cell.get("outputs", []):

@@ -53,7 +53,9 @@ class Course:
     def run(self, *args: str, cwd: Path | None = None, user: str | None = None, timeout: float = 3600) -> str:
         """Run `nbgrader ARGS` for this course; return its combined output or raise NbgraderError."""
         env = dict(os.environ)
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # alembic, jupyter
+        env["PATH"] = os.pathsep.join(
+            [str(Path(sys.executable).parent), env.get("PATH", "")]
+        )  # alembic, jupyter
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         if user:
             env["USER"] = env["LOGNAME"] = user
