@@ -205,20 +205,51 @@ class MonitorRecord:
         return f"MonitorRecord(layers={len(self._layers)}, params={len(self.params)}, steps={self._n}{hist})"
 
 
-@dataclass
-class _Pending:
-    """Device scalars gathered during one step, waiting for the single transfer."""
+_ACC = ("sum", "sumsq", "saturated", "alive", "out_grad_sq")  # per-layer sums gathered over a step
+_N_ACC = len(_ACC)
 
-    act: dict[int, list[tuple[list[torch.Tensor], int, int]]] = field(default_factory=dict)  # (stats, numel, units)
-    calls: dict[int, int] = field(default_factory=dict)  # forward calls per layer this step
-    out_grad: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    time_grad: dict[int, dict[int, torch.Tensor]] = field(default_factory=dict)  # cells: call -> ‖∂L/∂h_t‖
-    samples: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
-    grads: list[torch.Tensor | None] | None = None  # ‖∂L/∂θ‖ per parameter
-    norms: list[torch.Tensor] | None = None  # ‖θ‖ per parameter, before the step
+
+class _Pending:
+    """Device scalars gathered during one step, waiting for the single transfer.
+
+    Every forward statistic is a sum (of y, of y², of saturated outputs, of live units), so
+    several forward calls of one module in a step combine exactly by adding.
+    """
+
+    def __init__(self, n_layers: int):
+        self.sums: list[torch.Tensor] = []  # 0-d tensors added into ...
+        self.sum_slots: list[int] = []  # ... slot layer * _N_ACC + accumulator
+        self.norms: list[torch.Tensor] = []  # 0-d norms whose squares are added into ...
+        self.norm_slots: list[int] = []  # ... these slots
+        self.numel = [0] * n_layers  # output elements seen per layer
+        self.units = [0] * n_layers  # units checked for death per layer
+        self.calls = [0] * n_layers  # forward calls per layer
+        self.got_grad = [False] * n_layers  # an output gradient arrived
+        self.time_grad: dict[int, dict[int, torch.Tensor]] = {}  # cells: call -> ‖∂L/∂h_t‖
+        self.samples: dict[tuple[int, str], torch.Tensor] = {}  # (layer, "act"/"grad") -> values
+        self.grads: list[torch.Tensor | None] | None = None  # ‖∂L/∂θ‖ per parameter
+        self.norms_before: list[torch.Tensor] | None = None  # ‖θ‖ per parameter, before the step
 
     def empty(self) -> bool:
-        return not (self.act or self.out_grad or self.time_grad or self.grads is not None)
+        return not (self.sums or self.norms or self.grads is not None)
+
+    def fold(self, n_layers: int) -> None:
+        """Add pending values slot by slot on their device: a module called in a long loop
+        (an RNN cell over thousands of steps) then holds O(layers) tensors, not O(calls)."""
+        values = self.sums + [n * n for n in self.norms]
+        slots = self.sum_slots + [s for s in self.norm_slots]
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[int]]] = {}
+        for v, slot in zip(values, slots, strict=True):
+            vs, ss = groups.setdefault((v.device, v.dtype), ([], []))
+            vs.append(v)
+            ss.append(slot)
+        self.sums, self.sum_slots, self.norms, self.norm_slots = [], [], [], []
+        for (device, dtype), (vs, ss) in groups.items():
+            acc = torch.zeros(n_layers * _N_ACC, device=device, dtype=dtype)
+            acc.index_add_(0, torch.tensor(ss, device=device), torch.stack(vs))
+            used = sorted(set(ss))
+            self.sums += list(acc[used].unbind(0))
+            self.sum_slots += used
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -251,6 +282,9 @@ def _tensors(out) -> list[torch.Tensor]:
     if isinstance(out, tuple | list):
         return [t for o in out for t in _tensors(o)]
     return []
+
+
+_FAST = (torch.float32, torch.float64)
 
 
 class GradientMonitor(Callback):
@@ -293,10 +327,13 @@ class GradientMonitor(Callback):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._params = [p for _, p in named]
         self._record = MonitorRecord(infos, [n for n, _ in named])
-        pindex = {n: i for i, (n, _) in enumerate(named)}
-        self._owned = [[pindex[n] for n in info.params] for info in infos]
+        owner = {n: i for i, info in enumerate(infos) for n in info.params}
+        self._owner = np.array([owner.get(n, -1) for n, _ in named], dtype=np.int64)  # param -> layer
+        self._bounded = np.array([info.bounds is not None for info in infos])
+        self._can_die = np.array([info.can_die for info in infos])
+        self._seen: set[int] = set()
         self._handles: list = []
-        self._pending = _Pending()
+        self._pending = _Pending(len(infos))
         self._snapshot: list[torch.Tensor] | None = None
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.attach()
@@ -352,7 +389,10 @@ class GradientMonitor(Callback):
 
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
-        return f"GradientMonitor({type(self.model).__name__}, layers={len(self._modules)}, steps={self._record.n_steps}, {state})"
+        return (
+            f"GradientMonitor({type(self.model).__name__}, layers={len(self._modules)}, "
+            f"steps={self._record.n_steps}, {state})"
+        )
 
     # ---- hooks ----------------------------------------------------------------------------------
 
@@ -373,61 +413,77 @@ class GradientMonitor(Callback):
 
     def _make_forward_hook(self, i: int):
         info = self._record._layers[i]
-        eps = self.config.saturation_eps
+        base = i * _N_ACC
         unit_dim = -1 if info.kind == "recurrent" else self.config.unit_dim
         cell = isinstance(self._modules[i], nn.RNNCellBase)
+        if info.bounds is not None:
+            lo, hi = info.bounds
+            centre, reach = (lo + hi) / 2, (hi - lo) / 2 - self.config.saturation_eps
+        norm = torch.linalg.vector_norm
 
         def hook(module: nn.Module, args, out) -> None:
             if not torch.is_grad_enabled():
                 return
-            outs = [t for t in _tensors(out) if t.is_floating_point()]
+            outs = [out] if isinstance(out, torch.Tensor) else _tensors(out)
+            outs = [t for t in outs if t.is_floating_point()]
             if not outs:
                 return
-            if i not in self._record.order:
+            if i not in self._seen:
+                self._seen.add(i)
                 self._record.order.append(i)
+            p = self._pending
             y = outs[0].detach()  # (B, ...) the primary output; for RNNs all hidden states
-            y = y if y.dtype in (torch.float32, torch.float64) else y.float()
-            # A few fused reductions per layer, all left on the device until the step ends.
-            mean = y.mean()
-            std = torch.linalg.vector_norm(y - mean).div_(math.sqrt(max(y.numel(), 1)))  # population std
-            stats, units = [mean, std], 0
+            y = y if y.dtype in _FAST else y.float()
+            flat = y.reshape(-1)
+            # A few reductions per layer, all left on the device until the step ends.
+            p.sums.append(flat.sum())
+            p.sum_slots.append(base)
+            p.norms.append(norm(flat))  # sqrt(Σ y²)
+            p.norm_slots.append(base + 1)
             if info.bounds is not None:  # |y - centre| > half-range - eps: near a bound
-                lo, hi = info.bounds
-                dist = y.abs() if lo == -hi else (y - (lo + hi) / 2).abs_()
-                stats.append(dist.gt_((hi - lo) / 2 - eps).sum())
+                dist = flat.abs() if centre == 0 else (flat - centre).abs_()
+                p.sums.append(dist.gt_(reach).sum())
+                p.sum_slots.append(base + 2)
             if info.can_die:  # a unit is alive if it is positive for some example (and position)
                 if y.ndim > 1:
                     axis = unit_dim % y.ndim
-                    units = y.shape[axis]
+                    p.units[i] += y.shape[axis]
                     peak = y.amax(dim=tuple(d for d in range(y.ndim) if d != axis))  # (units,)
                 else:
-                    units, peak = y.numel(), y.clone()
-                stats.append(peak.gt_(0).sum())
-            calls = self._pending.act.setdefault(i, [])
-            calls.append((stats, y.numel(), units))
-            if len(calls) > 64:  # a module called in a long loop: fold the calls to keep memory flat
-                calls[:] = [_fold(calls)]
-            call = self._pending.calls[i] = self._pending.calls.get(i, -1) + 1
+                    p.units[i] += y.numel()
+                    peak = y.clone()
+                p.sums.append(peak.sign_().sum())  # ReLU outputs are >= 0: sign is 1 for a live unit
+                p.sum_slots.append(base + 3)
+            p.numel[i] += y.numel()
+            call = p.calls[i]
+            p.calls[i] += 1
+            if len(p.sums) + len(p.norms) > 8192:
+                p.fold(len(self._modules))
             keep = self._keep_samples()
-            if keep and (i, "act") not in self._pending.samples:
-                self._pending.samples[(i, "act")] = self._sample(y)
+            if keep and (i, "act") not in p.samples:
+                p.samples[(i, "act")] = self._sample(y)
             for j, t in enumerate(outs):
-                if t.requires_grad:  # j == 0: h_t of a cell, whose gradient is the through-time one
+                if t.requires_grad:  # j == 0 of a cell: h_t, whose gradient came back through time
                     t.register_hook(self._make_grad_hook(i, keep, call if cell and j == 0 else None))
 
         return hook
 
     def _make_grad_hook(self, i: int, keep: bool, call: int | None):
+        slot = i * _N_ACC + 4
+
         def hook(g: torch.Tensor) -> None:
-            norm = torch.linalg.vector_norm(g, dtype=torch.float32)
-            self._pending.out_grad.setdefault(i, []).append(norm)
+            p = self._pending
+            n = torch.linalg.vector_norm(g if g.dtype in _FAST else g.float())
+            p.norms.append(n)
+            p.norm_slots.append(slot)
+            p.got_grad[i] = True
             if call is not None:  # keep the first and the last time step only
-                times = self._pending.time_grad.setdefault(i, {})
-                times[call] = norm
+                times = p.time_grad.setdefault(i, {})
+                times[call] = n
                 if len(times) > 2:
                     del times[sorted(times)[1]]
-            if keep and (i, "grad") not in self._pending.samples:
-                self._pending.samples[(i, "grad")] = self._sample(g)
+            if keep and (i, "grad") not in p.samples:
+                p.samples[(i, "grad")] = self._sample(g)
 
         return hook
 
@@ -439,17 +495,17 @@ class GradientMonitor(Callback):
 
     def _collect_grads(self) -> None:
         grads = [p.grad for p in self._params]
-        if all(g is None for g in grads) and not self._pending.out_grad:
+        if all(g is None for g in grads) and not any(self._pending.got_grad):
             raise RuntimeError(
                 "GradientMonitor: no gradient to record - no parameter has .grad and no monitored "
                 "layer's output received one. Call loss.backward() first (and check that the loss "
                 "depends on the model's parameters)."
             )
         with torch.no_grad():
-            present = [g for g in grads if g is not None]
-            it = iter(_norms([g.to(torch.float32) if g.dtype.itemsize < 4 else g for g in present]))
+            present = [g.detach() for g in grads if g is not None]
+            it = iter(_norms([g if g.dtype in _FAST else g.float() for g in present]))
             self._pending.grads = [None if g is None else next(it) for g in grads]
-            self._pending.norms = _norms([p.detach() for p in self._params])
+            self._pending.norms_before = _norms([p.detach() for p in self._params])
 
     def on_after_backward(self, step: int, model: nn.Module) -> None:
         """Gradients are ready: take their norms, and copy the parameters to measure the update."""
@@ -490,78 +546,67 @@ class GradientMonitor(Callback):
     # ---- one transfer per step ------------------------------------------------------------------
 
     def _finalize(self, loss: float | torch.Tensor, deltas: list[torch.Tensor] | None) -> None:
-        pend, self._pending = self._pending, _Pending()
-        values: list[torch.Tensor] = []
+        pend, self._pending = self._pending, _Pending(len(self._modules))
+        n_layers, n_params = len(self._modules), len(self._params)
+        present = [k for k, g in enumerate(pend.grads or []) if g is not None]
+        times = {i: (t[min(t)], t[max(t)]) for i, t in pend.time_grad.items() if t}
+        parts = [
+            pend.sums,
+            pend.norms,
+            [pend.grads[k] for k in present] if pend.grads else [],
+            pend.norms_before or [],
+            deltas or [],
+            [t for pair in times.values() for t in pair],
+        ]
+        v = _to_numpy([t for part in parts for t in part]) if any(parts) else np.empty(0)
+        cuts = np.cumsum([len(part) for part in parts])[:-1]
+        sums, norms, grad_v, before_v, delta_v, time_v = np.split(v, cuts)
 
-        def put(ts: Iterable[torch.Tensor]) -> slice:
-            start = len(values)
-            values.extend(ts)
-            return slice(start, len(values))
+        acc = np.zeros(n_layers * _N_ACC)
+        np.add.at(acc, np.asarray(pend.sum_slots, dtype=np.int64), sums)
+        np.add.at(acc, np.asarray(pend.norm_slots, dtype=np.int64), norms**2)
+        acc = acc.reshape(n_layers, _N_ACC)
+        numel, units = np.asarray(pend.numel, float), np.asarray(pend.units, float)
+        lay = np.full((n_layers, len(LAYER_STATS)), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = acc[:, 0] / numel
+            lay[:, 0] = mean
+            lay[:, 1] = np.sqrt(np.maximum(acc[:, 1] / numel - mean**2, 0.0))  # E[y²] - E[y]²
+            lay[:, 2] = np.where(self._bounded, acc[:, 2] / numel, np.nan)
+            lay[:, 3] = np.where(self._can_die & (units > 0), 1.0 - acc[:, 3] / units, np.nan)
+            lay[:, 4] = np.where(np.isfinite(acc[:, 0]) & np.isfinite(acc[:, 1]), 0.0, 1.0)
+            lay[numel == 0, :5] = np.nan
+            lay[:, 5] = np.where(pend.got_grad, np.sqrt(acc[:, 4]), np.nan)
 
-        act = {i: [(put(s), n, u) for s, n, u in calls] for i, calls in pend.act.items()}
-        og = {i: put(ts) for i, ts in pend.out_grad.items()}
-        tg = {i: put([ts[min(ts)], ts[max(ts)]]) for i, ts in pend.time_grad.items() if ts}
-        present = [i for i, g in enumerate(pend.grads or []) if g is not None]
-        sg = put(pend.grads[i] for i in present) if pend.grads else slice(0, 0)
-        sn = put(pend.norms or [])
-        sd = put(deltas or [])
-        v = _to_numpy(values) if values else np.empty(0)
+        par = np.full((n_params, len(PARAM_STATS)), np.nan)
+        par[present, 1] = grad_v
+        if pend.norms_before:
+            par[:, 0] = before_v
+        owned = self._owner >= 0
+        owner = self._owner[owned]
 
-        par = np.full((len(self._params), len(PARAM_STATS)), np.nan)
-        par[present, 1] = v[sg]
-        if pend.norms:
-            par[:, 0] = v[sn]
+        def per_layer(x: np.ndarray) -> np.ndarray:  # sqrt(Σ x²) over each layer's own parameters
+            total = np.bincount(owner, weights=np.nan_to_num(x[owned], nan=0.0) ** 2, minlength=n_layers)
+            missing = np.bincount(owner, weights=np.isnan(x[owned]), minlength=n_layers) > 0
+            return np.where(missing, np.nan, np.sqrt(total))
+
+        has_params = np.bincount(owner, minlength=n_layers) > 0
+        lay[has_params, 6] = per_layer(par[:, 1])[has_params]
+        lay[has_params, 7] = per_layer(par[:, 0])[has_params]
         if deltas:
             with np.errstate(divide="ignore", invalid="ignore"):
-                par[:, 2] = np.where(par[:, 0] > 0, v[sd] / par[:, 0], np.nan)
-        lay = np.full((len(self._modules), len(LAYER_STATS)), np.nan)
-        for i, calls in act.items():
-            info, n = self._record._layers[i], sum(c[1] for c in calls)
-            means, stds = np.array([v[s][0] for s, _, _ in calls]), np.array([v[s][1] for s, _, _ in calls])
-            w = np.array([c[1] for c in calls], dtype=np.float64) / max(n, 1)
-            mean = float(w @ means)  # pooled over calls: exact for one call
-            lay[i, 0] = mean
-            lay[i, 1] = math.sqrt(max(float(w @ (stds**2 + means**2)) - mean**2, 0.0))
-            k = 2
-            if info.bounds is not None:
-                lay[i, 2] = sum(v[s][k] for s, _, _ in calls) / n
-                k += 1
-            if info.can_die:
-                units = sum(u for _, _, u in calls)
-                lay[i, 3] = 1.0 - sum(v[s][k] for s, _, _ in calls) / max(units, 1)
-            lay[i, 4] = 0.0 if np.isfinite(means).all() and np.isfinite(stds).all() else 1.0
-        for i, s in og.items():
-            lay[i, 5] = math.sqrt(float(np.sum(v[s] ** 2)))
-        for i, s in tg.items():
-            lay[i, 9], lay[i, 10] = v[s]
-        lay[:, 11] = 0.0
-        for i, c in pend.calls.items():
-            lay[i, 11] = c + 1
-        for i, own in enumerate(self._owned):
-            if own:
-                with np.errstate(invalid="ignore"):
-                    lay[i, 6] = math.sqrt(np.sum(par[own, 1] ** 2))  # NaN if any own grad is missing
-                    lay[i, 7] = math.sqrt(np.sum(par[own, 0] ** 2))
-                    if deltas:
-                        lay[i, 8] = math.sqrt(np.sum(v[sd][own] ** 2)) / lay[i, 7] if lay[i, 7] > 0 else np.nan
+                par[:, 2] = np.where(par[:, 0] > 0, delta_v / par[:, 0], np.nan)
+                ratio = per_layer(delta_v) / lay[:, 7]
+            lay[has_params, 8] = np.where(lay[:, 7] > 0, ratio, np.nan)[has_params]
+        for k, i in enumerate(times):
+            lay[i, 9], lay[i, 10] = time_v[2 * k], time_v[2 * k + 1]
+        lay[:, 11] = pend.calls
         if pend.samples:
             keys = list(pend.samples)
-            flat = _to_numpy_cat([pend.samples[k] for k in keys])
             step = self._record.n_steps
-            for (i, what), arr in zip(keys, flat, strict=True):
+            for (i, what), arr in zip(keys, _to_numpy_cat([pend.samples[k] for k in keys]), strict=True):
                 self._record.samples.setdefault(step, {}).setdefault(self._record._layers[i].name, {})[what] = arr
         self._record._append(lay, par, float(loss))
-
-
-def _fold(calls: list[tuple[list[torch.Tensor], int, int]]) -> tuple[list[torch.Tensor], int, int]:
-    """Pool the statistics of several forward calls into one entry, on the device."""
-    n = torch.tensor([float(c[1]) for c in calls], device=calls[0][0][0].device)
-    s = torch.stack([torch.stack(c[0]) for c in calls]).to(n.dtype)  # (calls, stats)
-    total = float(n.sum())
-    mean = (n * s[:, 0]).sum() / total
-    second = (n * (s[:, 1] ** 2 + s[:, 0] ** 2)).sum() / total
-    pooled = [mean, (second - mean**2).clamp_min(0).sqrt(), *s[:, 2:].sum(0).unbind(0)]
-    return pooled, int(total), sum(c[2] for c in calls)
 
 
 def _to_numpy_cat(tensors: list[torch.Tensor]) -> list[np.ndarray]:
