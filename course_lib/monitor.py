@@ -93,12 +93,15 @@ class MonitorConfig:
     saturation_eps: float = 0.01  # a tanh/sigmoid output closer than this to a bound counts as saturated
     unit_dim: int = 1  # axis of a layer's output that indexes units/channels (-1 for (B, T, C) outputs)
     track_updates: bool = True  # copy parameters each step to measure ‖Δθ‖/‖θ‖ (one transient copy)
-    histogram_every: int | None = None  # keep activation/gradient samples every N recorded steps
+    every: int = 1  # record every Nth step; on the others the hooks return at once (cheaper long runs)
+    histogram_every: int | None = None  # keep activation/gradient samples every N steps (a multiple of every)
     histogram_size: int = 2048  # values kept per layer and per kept step
 
     def __post_init__(self) -> None:
         if not 0 < self.saturation_eps < 0.5:
             raise ValueError(f"saturation_eps must be in (0, 0.5), got {self.saturation_eps}")
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
         if self.histogram_every is not None and self.histogram_every < 1:
             raise ValueError(f"histogram_every must be >= 1 or None, got {self.histogram_every}")
         if self.histogram_size < 1:
@@ -146,6 +149,7 @@ class MonitorRecord:
         self.loss: list[float] = []  # loss of each recorded step (NaN when not given)
         self.order: list[int] = []  # indices of layers in the order of their first forward call
         self.samples: dict[int, dict[str, dict[str, np.ndarray]]] = {}  # step -> layer -> "act"/"grad" -> values
+        self._step_ids: list[int] = []
         self._lay = np.full((8, len(layers), len(LAYER_STATS)), np.nan, dtype=np.float32)
         self._par = np.full((8, len(params), len(PARAM_STATS)), np.nan, dtype=np.float32)
         self._n = 0
@@ -156,8 +160,9 @@ class MonitorRecord:
 
     @property
     def steps(self) -> np.ndarray:
-        """Recorded step indices 0..n-1 (the monitor counts its own steps)."""
-        return np.arange(self._n)
+        """The step index of each recorded step (the monitor counts steps from 0; with
+        MonitorConfig(every=N) they are 0, N, 2N, ...). Columns of `matrix` follow it."""
+        return np.asarray(self._step_ids, dtype=np.int64)
 
     @property
     def layer_info(self) -> list[LayerInfo]:
@@ -169,12 +174,13 @@ class MonitorRecord:
     def layers(self) -> list[str]:
         return [info.name for info in self.layer_info]
 
-    def _append(self, lay: np.ndarray, par: np.ndarray, loss: float) -> None:
+    def _append(self, lay: np.ndarray, par: np.ndarray, loss: float, step: int) -> None:
         if self._n == len(self._lay):  # grow by doubling: amortised O(1) per step
             self._lay = np.concatenate([self._lay, np.full_like(self._lay, np.nan)])
             self._par = np.concatenate([self._par, np.full_like(self._par, np.nan)])
         self._lay[self._n], self._par[self._n] = lay, par
         self.loss.append(loss)
+        self._step_ids.append(step)
         self._n += 1
 
     def matrix(self, stat: str, layers: Iterable[str] | None = None) -> np.ndarray:
@@ -212,38 +218,34 @@ _N_ACC = len(_ACC)
 class _Pending:
     """Device scalars gathered during one step, waiting for the single transfer.
 
-    Every forward statistic is a sum (of y, of y², of saturated outputs, of live units), so
+    Every statistic is a sum (of y, of y², of saturated outputs, of live units, of g²), so
     several forward calls of one module in a step combine exactly by adding.
     """
 
     def __init__(self, n_layers: int):
         self.sums: list[torch.Tensor] = []  # 0-d tensors added into ...
         self.sum_slots: list[int] = []  # ... slot layer * _N_ACC + accumulator
-        self.norms: list[torch.Tensor] = []  # 0-d norms whose squares are added into ...
-        self.norm_slots: list[int] = []  # ... these slots
         self.numel = [0] * n_layers  # output elements seen per layer
         self.units = [0] * n_layers  # units checked for death per layer
         self.calls = [0] * n_layers  # forward calls per layer
         self.got_grad = [False] * n_layers  # an output gradient arrived
-        self.time_grad: dict[int, dict[int, torch.Tensor]] = {}  # cells: call -> ‖∂L/∂h_t‖
+        self.time_grad: dict[int, dict[int, torch.Tensor]] = {}  # cells: call -> ‖∂L/∂h_t‖²
         self.samples: dict[tuple[int, str], torch.Tensor] = {}  # (layer, "act"/"grad") -> values
         self.grads: list[torch.Tensor | None] | None = None  # ‖∂L/∂θ‖ per parameter
         self.norms_before: list[torch.Tensor] | None = None  # ‖θ‖ per parameter, before the step
 
     def empty(self) -> bool:
-        return not (self.sums or self.norms or self.grads is not None)
+        return not (self.sums or self.grads is not None)
 
     def fold(self, n_layers: int) -> None:
         """Add pending values slot by slot on their device: a module called in a long loop
         (an RNN cell over thousands of steps) then holds O(layers) tensors, not O(calls)."""
-        values = self.sums + [n * n for n in self.norms]
-        slots = self.sum_slots + [s for s in self.norm_slots]
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[int]]] = {}
-        for v, slot in zip(values, slots, strict=True):
+        for v, slot in zip(self.sums, self.sum_slots, strict=True):
             vs, ss = groups.setdefault((v.device, v.dtype), ([], []))
             vs.append(v)
             ss.append(slot)
-        self.sums, self.sum_slots, self.norms, self.norm_slots = [], [], [], []
+        self.sums, self.sum_slots = [], []
         for (device, dtype), (vs, ss) in groups.items():
             acc = torch.zeros(n_layers * _N_ACC, device=device, dtype=dtype)
             acc.index_add_(0, torch.tensor(ss, device=device), torch.stack(vs))
@@ -260,6 +262,31 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         return list(torch._foreach_norm(tensors))
     except (AttributeError, RuntimeError):  # mixed devices or dtypes, or an older PyTorch
         return [torch.linalg.vector_norm(t) for t in tensors]
+
+
+class _Snapshot:
+    """A copy of the parameters before the optimiser step, in one flat buffer per (device, dtype):
+    one allocation instead of one per parameter. Dropped as soon as the update is measured."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for k, p in enumerate(params):
+            groups.setdefault((p.device, p.dtype), []).append(k)
+        self.index = list(groups.values())
+        with torch.no_grad():
+            self.buffers = [torch.cat([params[k].detach().reshape(-1) for k in idx]) for idx in self.index]
+
+    @torch.no_grad()
+    def update_norms(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """‖θ_old - θ_new‖ per parameter (0-d tensors, on the parameters' devices)."""
+        out: list[torch.Tensor | None] = [None] * len(params)
+        for idx, buf in zip(self.index, self.buffers, strict=True):
+            views = list(buf.split([params[k].numel() for k in idx]))
+            torch._foreach_sub_(views, [params[k].detach().reshape(-1) for k in idx])  # θ_old - θ_new
+            for k, n in zip(idx, _norms(views), strict=True):
+                out[k] = n
+        self.buffers = []
+        return out  # type: ignore[return-value]
 
 
 def _to_numpy(values: list[torch.Tensor]) -> np.ndarray:
@@ -334,8 +361,10 @@ class GradientMonitor(Callback):
         self._seen: set[int] = set()
         self._handles: list = []
         self._pending = _Pending(len(infos))
-        self._snapshot: list[torch.Tensor] | None = None
+        self._snapshot: _Snapshot | None = None
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._step = 0  # steps seen, recorded or not
+        self._start_step()
         self.attach()
 
     @property
@@ -396,9 +425,11 @@ class GradientMonitor(Callback):
 
     # ---- hooks ----------------------------------------------------------------------------------
 
-    def _keep_samples(self) -> bool:
-        every = self.config.histogram_every
-        return every is not None and self._record.n_steps % every == 0
+    def _start_step(self) -> None:
+        """Decide whether the coming step is recorded (every `config.every`-th step is)."""
+        self._active = self._step % self.config.every == 0
+        h = self.config.histogram_every
+        self._keep_samples = self._active and h is not None and self._step % h == 0
 
     def _sample(self, t: torch.Tensor) -> torch.Tensor:
         """histogram_size values spread over t by a golden-ratio (Weyl) sequence: no RNG is used."""
@@ -419,13 +450,14 @@ class GradientMonitor(Callback):
         if info.bounds is not None:
             lo, hi = info.bounds
             centre, reach = (lo + hi) / 2, (hi - lo) / 2 - self.config.saturation_eps
-        norm = torch.linalg.vector_norm
 
         def hook(module: nn.Module, args, out) -> None:
-            if not torch.is_grad_enabled():
+            if not self._active or not torch.is_grad_enabled():
                 return
-            outs = [out] if isinstance(out, torch.Tensor) else _tensors(out)
-            outs = [t for t in outs if t.is_floating_point()]
+            if isinstance(out, torch.Tensor):
+                outs = [out] if out.is_floating_point() else []
+            else:
+                outs = [t for t in _tensors(out) if t.is_floating_point()]
             if not outs:
                 return
             if i not in self._seen:
@@ -433,15 +465,14 @@ class GradientMonitor(Callback):
                 self._record.order.append(i)
             p = self._pending
             y = outs[0].detach()  # (B, ...) the primary output; for RNNs all hidden states
-            y = y if y.dtype in _FAST else y.float()
-            flat = y.reshape(-1)
+            if y.dtype not in _FAST:
+                y = y.float()
             # A few reductions per layer, all left on the device until the step ends.
-            p.sums.append(flat.sum())
-            p.sum_slots.append(base)
-            p.norms.append(norm(flat))  # sqrt(Σ y²)
-            p.norm_slots.append(base + 1)
+            flat = y.view(-1) if y.is_contiguous() else y.reshape(-1)
+            p.sums += (flat.sum(), torch.dot(flat, flat))  # Σy, Σy²
+            p.sum_slots += (base, base + 1)
             if info.bounds is not None:  # |y - centre| > half-range - eps: near a bound
-                dist = flat.abs() if centre == 0 else (flat - centre).abs_()
+                dist = y.abs() if centre == 0 else (y - centre).abs_()
                 p.sums.append(dist.gt_(reach).sum())
                 p.sum_slots.append(base + 2)
             if info.can_die:  # a unit is alive if it is positive for some example (and position)
@@ -457,9 +488,9 @@ class GradientMonitor(Callback):
             p.numel[i] += y.numel()
             call = p.calls[i]
             p.calls[i] += 1
-            if len(p.sums) + len(p.norms) > 8192:
+            if len(p.sums) > 8192:
                 p.fold(len(self._modules))
-            keep = self._keep_samples()
+            keep = self._keep_samples
             if keep and (i, "act") not in p.samples:
                 p.samples[(i, "act")] = self._sample(y)
             for j, t in enumerate(outs):
@@ -473,9 +504,11 @@ class GradientMonitor(Callback):
 
         def hook(g: torch.Tensor) -> None:
             p = self._pending
-            n = torch.linalg.vector_norm(g if g.dtype in _FAST else g.float())
-            p.norms.append(n)
-            p.norm_slots.append(slot)
+            flat = g.view(-1) if g.is_contiguous() else g.reshape(-1)
+            flat = flat if flat.dtype in _FAST else flat.float()
+            n = torch.dot(flat, flat)  # ‖g‖²
+            p.sums.append(n)
+            p.sum_slots.append(slot)
             p.got_grad[i] = True
             if call is not None:  # keep the first and the last time step only
                 times = p.time_grad.setdefault(i, {})
@@ -510,28 +543,31 @@ class GradientMonitor(Callback):
     def on_after_backward(self, step: int, model: nn.Module) -> None:
         """Gradients are ready: take their norms, and copy the parameters to measure the update."""
         self._check_attached()
+        if not self._active:
+            return
         self._collect_grads()
         if self.config.track_updates:
-            with torch.no_grad():
-                self._snapshot = [p.detach().clone() for p in self._params]
+            self._snapshot = _Snapshot(self._params)
 
     def on_step_end(self, step: int, model: nn.Module, loss: float) -> None:
         """The optimiser has stepped: measure ‖Δθ‖ against the copy, drop the copy, record the step."""
         self._check_attached()
+        if not self._active:
+            self._step += 1
+            self._start_step()
+            return
         if self._pending.grads is None:
             raise RuntimeError("on_step_end() without on_after_backward(): call it after loss.backward()")
-        deltas = None
-        if self._snapshot is not None:
-            with torch.no_grad():
-                before, self._snapshot = self._snapshot, None
-                torch._foreach_sub_(before, [p.detach() for p in self._params])  # before <- θ_old - θ_new
-                deltas = _norms(before)
-                del before
-        self._finalize(loss, deltas)
+        snapshot, self._snapshot = self._snapshot, None
+        self._finalize(loss, snapshot.update_norms(self._params) if snapshot is not None else None)
 
     def record_step(self, loss: float | torch.Tensor | None = None) -> None:
         """Record activations and gradients of the last forward/backward pass (no optimiser step)."""
         self._check_attached()
+        if not self._active:
+            self._step += 1
+            self._start_step()
+            return
         if self._pending.empty() and all(p.grad is None for p in self._params):
             raise RuntimeError("GradientMonitor: nothing to record - run a forward pass and loss.backward() first")
         self._collect_grads()
@@ -552,7 +588,6 @@ class GradientMonitor(Callback):
         times = {i: (t[min(t)], t[max(t)]) for i, t in pend.time_grad.items() if t}
         parts = [
             pend.sums,
-            pend.norms,
             [pend.grads[k] for k in present] if pend.grads else [],
             pend.norms_before or [],
             deltas or [],
@@ -560,11 +595,10 @@ class GradientMonitor(Callback):
         ]
         v = _to_numpy([t for part in parts for t in part]) if any(parts) else np.empty(0)
         cuts = np.cumsum([len(part) for part in parts])[:-1]
-        sums, norms, grad_v, before_v, delta_v, time_v = np.split(v, cuts)
+        sums, grad_v, before_v, delta_v, time_v = np.split(v, cuts)
 
         acc = np.zeros(n_layers * _N_ACC)
         np.add.at(acc, np.asarray(pend.sum_slots, dtype=np.int64), sums)
-        np.add.at(acc, np.asarray(pend.norm_slots, dtype=np.int64), norms**2)
         acc = acc.reshape(n_layers, _N_ACC)
         numel, units = np.asarray(pend.numel, float), np.asarray(pend.units, float)
         lay = np.full((n_layers, len(LAYER_STATS)), np.nan)
@@ -599,14 +633,16 @@ class GradientMonitor(Callback):
                 ratio = per_layer(delta_v) / lay[:, 7]
             lay[has_params, 8] = np.where(lay[:, 7] > 0, ratio, np.nan)[has_params]
         for k, i in enumerate(times):
-            lay[i, 9], lay[i, 10] = time_v[2 * k], time_v[2 * k + 1]
+            lay[i, 9], lay[i, 10] = np.sqrt(time_v[2 * k]), np.sqrt(time_v[2 * k + 1])
         lay[:, 11] = pend.calls
         if pend.samples:
             keys = list(pend.samples)
-            step = self._record.n_steps
+            step = self._step
             for (i, what), arr in zip(keys, _to_numpy_cat([pend.samples[k] for k in keys]), strict=True):
                 self._record.samples.setdefault(step, {}).setdefault(self._record._layers[i].name, {})[what] = arr
-        self._record._append(lay, par, float(loss))
+        self._record._append(lay, par, float(loss), self._step)
+        self._step += 1
+        self._start_step()
 
 
 def _to_numpy_cat(tensors: list[torch.Tensor]) -> list[np.ndarray]:

@@ -1,0 +1,452 @@
+"""Kernel-side guard: a graded notebook cannot rig the tests that grade it.
+
+Student code and nbgrader's test cells share one kernel, so a submission can
+rebind `check_close`, patch `torch.nn.functional.cross_entropy` (the reference
+the tests compare with), patch `torch.Tensor.__le__`, hide every traceback by
+replacing IPython's `showtraceback`, or rewrite the test cells before they run.
+The grader (course_tools.guarded_execute) counters that with this module:
+
+1. a first cell, run in a fresh kernel before any student code, calls `install`:
+   it snapshots the protected modules (torch, numpy, course_lib, builtins, ...)
+   and classes, makes module attributes read-only (`torch.allclose = f` raises),
+   and adds an audit hook (PEP 578, cannot be removed) that refuses class patches,
+   `__code__` swaps, ctypes, gc/frame introspection, tracing and new processes;
+2. every test cell is wrapped as `begin(gid)` + one `if` block holding the test
+   and `end(gid)`: `begin` puts back everything the notebook replaced (and says
+   so in the output), `end` checks nothing was replaced while the test ran;
+3. `end` asks the audit hook for a seal, an HMAC of the cell's id under a key
+   only the hook holds. The hook gives it only if IPython compiled exactly the
+   expected cell and executed exactly its code objects, in order, from the real
+   `end`, in the notebook's own namespace. The grader gives points only to a
+   test cell whose output carries a valid seal, so a test whose error was
+   hidden, or whose code was skipped or rewritten, earns nothing.
+
+What it does not stop: code that, while a test runs, swaps an attribute through
+`vars(module)` and puts it back before the test ends, or rebinds the test's data
+variables from inside the student's function. Such code is visible in the
+submission; `course_tools.intake` flags the usual tools of it for review.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import importlib
+import json
+import linecache
+import os
+import sys
+import types
+from typing import Any
+
+MARK_INSTALL = "#@course-guard install"
+MARK_TEST = "#@course-guard test "
+SEAL_PREFIX = "[course-guard seal]"
+NOTICE_PREFIX = "[course-guard]"
+PROTECTED_MODULES = [
+    "builtins",
+    "math",
+    "copy",
+    "numpy",
+    "numpy.testing",
+    "torch",
+    "torch.nn",
+    "torch.nn.functional",
+    "torch.autograd",
+    "torch.func",
+    "torch.linalg",
+    "torch.testing",
+    "torch.optim",
+    "course_lib",
+    "course_lib.checks",
+]
+CLASS_PREFIXES = ("torch", "numpy", "course_lib")
+BLOCKED_EVENTS = (
+    "ctypes.",
+    "gc.get_objects",
+    "gc.get_referrers",
+    "gc.get_referents",
+    "sys._current_frames",
+    "sys.settrace",
+    "sys.setprofile",
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "pty.spawn",
+)
+FRAME_ATTRS = ("tb_frame", "f_back", "gi_frame", "cr_frame", "ag_frame")
+SHELL_LISTS = ("ast_transformers", "input_transformers_post", "input_transformers_cleanup")
+_MISSING = object()
+
+
+class TamperingDetected(AssertionError):
+    """The notebook changed what the tests use while a test ran; the test earns no points."""
+
+
+def _is_mutable_class(obj: Any) -> bool:
+    return (
+        isinstance(obj, type)
+        and str(getattr(obj, "__module__", "")).startswith(CLASS_PREFIXES)
+        and not obj.__flags__ & (1 << 8)  # Py_TPFLAGS_IMMUTABLETYPE
+    )
+
+
+def _kept(name: str, value: Any) -> bool:
+    """Which module attributes are protected: callables, modules and classes, plus __builtins__."""
+    if name == "__builtins__":
+        return True
+    if name.startswith("__") and name not in ("__import__", "__build_class__"):
+        return False
+    return callable(value) or isinstance(value, types.ModuleType)
+
+
+def install(spec_path: str) -> None:
+    """Set up the guard in a fresh kernel from the grader's spec file (read once, then deleted)."""
+    with open(spec_path) as fh:
+        spec = json.load(fh)
+    os.remove(spec_path)
+    shell = get_ipython()  # noqa: F821  (IPython injects it into builtins)
+    user_ns = shell.user_ns
+    key = bytes.fromhex(spec.pop("key"))
+    nonce = spec["nonce"]
+
+    names = list(dict.fromkeys(PROTECTED_MODULES + spec.get("modules", [])))
+    modules = {n: importlib.import_module(n) for n in names}
+    snap = {n: {k: v for k, v in vars(m).items() if _kept(k, v)} for n, m in modules.items()}
+    classes = {}
+    for values in snap.values():
+        for v in values.values():
+            if _is_mutable_class(v):
+                classes[v] = dict(vars(v))
+    functions = [v for values in snap.values() for v in values.values() if isinstance(v, types.FunctionType)]
+    protected_function_ids = {id(f) for f in functions}
+    kwdefaults = {f: dict(f.__kwdefaults__) for f in functions if f.__kwdefaults__}
+    sys_attrs = {n: getattr(sys, n) for n in ("stdout", "stderr", "excepthook", "displayhook")}
+    shell_lists = {n: list(getattr(shell, n)) for n in SHELL_LISTS}
+    kernel = getattr(shell, "kernel", None)
+    watched = [o for o in (shell, kernel, getattr(kernel, "session", None)) if o is not None]
+    instance_keys = [(o, set(vars(o))) for o in watched]
+    callbacks = {e: list(cbs) for e, cbs in shell.events.callbacks.items()}
+
+    pins: dict[str, Any] = {}  # name -> trusted value (imports resolved from the snapshot)
+    for name, origin in spec.get("imports", {}).items():
+        module_name, attr = origin
+        pins[name] = modules.get(module_name) or importlib.import_module(module_name)
+        if attr is not None:
+            pins[name] = snap.get(module_name, {}).get(attr, getattr(pins[name], attr))
+    copies: dict[str, Any] = {}  # name -> pristine copy of a pinned value, restored by begin
+    expected_codes = _expected_codes(spec["tests"])
+    forbid = getattr(modules["course_lib.checks"], "forbid", None)
+    trusted_setters = {getattr(getattr(forbid, "__wrapped__", None), "__code__", None)}
+    state: dict[str, Any] = {"gid": None, "began": None, "bound": {}, "blocked": []}
+    audit, getframe, write = sys.audit, sys._getframe, sys_attrs["stdout"].write
+
+    def restore() -> list[str]:
+        """Put back every protected object the notebook replaced; return their names."""
+        fixed = []
+        for n, m in modules.items():
+            d = vars(m)
+            for k, v in snap[n].items():
+                if d.get(k, _MISSING) is not v:
+                    d[k] = v
+                    fixed.append(f"{n}.{k}")
+            if sys.modules.get(n) is not m:
+                sys.modules[n] = m
+                fixed.append(f"sys.modules[{n!r}]")
+        for cls, saved in classes.items():
+            current = vars(cls)
+            for k in [k for k in current if k not in saved]:
+                type.__delattr__(cls, k)
+                fixed.append(f"{cls.__qualname__}.{k}")
+            for k, v in saved.items():
+                if current.get(k, _MISSING) is not v:
+                    type.__setattr__(cls, k, v)
+                    fixed.append(f"{cls.__qualname__}.{k}")
+        for f, saved_kw in kwdefaults.items():
+            if f.__kwdefaults__ != saved_kw:
+                f.__kwdefaults__ = dict(saved_kw)
+                fixed.append(f"{f.__module__}.{f.__qualname__} defaults")
+        for n, v in sys_attrs.items():
+            if getattr(sys, n) is not v:
+                setattr(sys, n, v)
+                fixed.append(f"sys.{n}")
+        for n, saved_list in shell_lists.items():
+            if getattr(shell, n) != saved_list:
+                setattr(shell, n, list(saved_list))
+                fixed.append(f"IPython {n}")
+        for obj, keys in instance_keys:
+            for k in [k for k in vars(obj) if k not in keys and callable(getattr(type(obj), k, None))]:
+                del vars(obj)[k]  # an instance attribute hiding a method, e.g. shell.showtraceback = ...
+                fixed.append(f"{type(obj).__name__}.{k}")
+        if shell.custom_exceptions != ():
+            shell.set_custom_exc((), None)
+            fixed.append("IPython custom exception handler")
+        for e, cbs in callbacks.items():
+            if shell.events.callbacks.get(e) != cbs:
+                shell.events.callbacks[e] = list(cbs)
+                fixed.append(f"IPython {e} callbacks")
+        bound = {}
+        for name, value in pins.items():
+            if user_ns.get(name, _MISSING) is not value:
+                fixed.append(name)
+            user_ns[name] = bound[name] = value
+        for name, pristine in copies.items():
+            user_ns[name] = bound[name] = copy.deepcopy(pristine)
+        state["bound"] = bound
+        return fixed
+
+    def changed() -> list[str]:
+        """What differs from the snapshot now (empty when nothing was replaced)."""
+        out = [f"{n}.{k}" for n, m in modules.items() for k, v in snap[n].items() if vars(m).get(k) is not v]
+        out += [
+            f"{cls.__qualname__}.{k}"
+            for cls, saved in classes.items()
+            for k in set(vars(cls)) | set(saved)
+            if vars(cls).get(k, _MISSING) is not saved.get(k, _MISSING)
+        ]
+        out += [f"{f.__qualname__} defaults" for f, kw in kwdefaults.items() if f.__kwdefaults__ != kw]
+        out += [f"sys.{n}" for n, v in sys_attrs.items() if getattr(sys, n) is not v]
+        out += [n for n, v in state["bound"].items() if user_ns.get(n, _MISSING) is not v]
+        return out
+
+    def pin(names: list[str]) -> None:
+        """Record the values a locked cell just defined; each test starts from them."""
+        for name in names:
+            if name in user_ns and name not in pins:
+                value = user_ns[name]
+                if isinstance(value, types.ModuleType | types.FunctionType | type):
+                    pins[name] = value
+                else:
+                    try:
+                        copies[name] = copy.deepcopy(value)
+                    except Exception:  # not copyable: keep the object itself
+                        pins[name] = value
+
+    def begin(gid: str) -> None:
+        fixed = restore()
+        _scrub_history(shell, user_ns)
+        if state["blocked"]:
+            write(f"{NOTICE_PREFIX} refused earlier: {', '.join(sorted(set(state['blocked'])))}\n")
+            state["blocked"] = []
+        if fixed:
+            write(f"{NOTICE_PREFIX} put back before {gid}: {', '.join(sorted(set(fixed))[:12])}\n")
+        state["began"] = gid
+
+    def end(gid: str) -> None:
+        problems = [] if state["began"] == gid else [f"the test {gid} did not start through the guard"]
+        problems += changed()
+        for name in spec.get("defs", {}).get(gid, []):
+            fn_code = getattr(user_ns.get(name), "__code__", None)
+            if fn_code is None or fn_code not in nested_codes.get(gid, ()):
+                problems.append(f"{name} (defined by the test) was replaced")
+        state["began"] = None
+        if problems:
+            raise TamperingDetected(
+                f"while {gid} ran, the notebook replaced what the test uses: {', '.join(problems[:8])}. "
+                "The test earns no points."
+            )
+        seal: list[str] = []
+        audit("course.guard.seal", gid, seal)
+        if seal:
+            write(f"\n{SEAL_PREFIX} {gid} {seal[0]}\n")
+
+    nested_codes = {
+        gid: [c for code in codes for c in code.co_consts if isinstance(c, types.CodeType)]
+        for gid, codes in expected_codes.items()
+    }
+    guard = types.SimpleNamespace(begin=begin, end=end, pin=pin, active=True)
+    user_ns["__guard__"] = guard
+    for m in modules.values():
+        if m is not sys:
+            m.__class__ = _guarded_class(type(m), snap[m.__name__], trusted_setters)
+    sys.addaudithook(
+        _make_hook(
+            key=key,
+            nonce=nonce,
+            expected=spec["tests"],
+            expected_codes=expected_codes,
+            user_ns=user_ns,
+            end_code=end.__code__,
+            guard_codes={end.__code__, begin.__code__, restore.__code__, changed.__code__},
+            classes=set(classes),
+            protected_function_ids=protected_function_ids,
+            trusted_setters=trusted_setters,
+            state=state,
+        )
+    )
+
+
+def _expected_codes(tests: dict[str, str]) -> dict[str, list[types.CodeType]]:
+    """The code objects IPython will execute for each test cell, one per top-level statement."""
+    import ast
+
+    out = {}
+    for gid, source in tests.items():
+        tree = compile(source, "<guard>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        out[gid] = [
+            compile(ast.Module([node], []), "<guard>", "exec", dont_inherit=True) for node in tree.body
+        ]
+    return out
+
+
+def _scrub_history(shell: Any, user_ns: dict) -> None:
+    """Drop test-cell sources from IPython's input history and linecache (no copying hidden tests)."""
+    hm = shell.history_manager
+    for hist in (hm.input_hist_parsed, hm.input_hist_raw):
+        for i, text in enumerate(hist):
+            if MARK_TEST in text:
+                hist[i] = ""
+    for k in [k for k in user_ns if k.startswith("_i")]:
+        if isinstance(user_ns[k], str) and MARK_TEST in user_ns[k]:
+            user_ns[k] = ""
+    for cache in (linecache.cache, getattr(linecache, "_ipython_cache", {})):
+        for k in [k for k, v in cache.items() if any(MARK_TEST in line for line in (v[2] or []))]:
+            del cache[k]
+
+
+def _guarded_class(base: type, saved: dict[str, Any], trusted_setters: set) -> type:
+    """A module class whose attributes cannot be replaced (new names and the original values are fine)."""
+
+    def check(self: Any, name: str, value: Any) -> None:
+        if saved.get(name, value) is not value and sys._getframe(2).f_code not in trusted_setters:
+            raise PermissionError(
+                f"{self.__name__}.{name} cannot be replaced while this notebook is graded "
+                "(the tests use it); define a function of your own instead"
+            )
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        check(self, name, value)
+        base.__setattr__(self, name, value)
+
+    def __delattr__(self: Any, name: str) -> None:
+        check(self, name, _MISSING)
+        base.__delattr__(self, name)
+
+    return type("GuardedModule", (base,), {"__setattr__": __setattr__, "__delattr__": __delattr__})
+
+
+def _make_hook(
+    *,
+    key: bytes,
+    nonce: str,
+    expected: dict[str, str],
+    expected_codes: dict[str, list[types.CodeType]],
+    user_ns: dict,
+    end_code: types.CodeType,
+    guard_codes: set,
+    classes: set,
+    protected_function_ids: set,
+    trusted_setters: set,
+    state: dict,
+):
+    """The audit hook. Only it holds the key; it keeps no reference reachable from Python code."""
+    from _hashlib import hmac_digest
+
+    getframe, code_type, str_type, bytes_type = sys._getframe, types.CodeType, str, bytes
+    busy = [False]
+    cell: dict[str, Any] = {"gid": None, "file": None, "pos": 0, "ok": False}
+    expected_src = {gid: src.rstrip("\n") for gid, src in expected.items()}
+    mark = MARK_TEST
+
+    def deny(event: str) -> None:
+        state["blocked"].append(event)
+        raise PermissionError(f"{event} is not allowed while this notebook is graded")
+
+    def hook(event: str, args: tuple) -> None:
+        if busy[0]:
+            return
+        busy[0] = True
+        try:
+            _dispatch(event, args)
+        finally:
+            busy[0] = False
+
+    def _dispatch(event: str, args: tuple) -> None:
+        if event == "compile":
+            src = args[0]
+            if type(src) is bytes_type:
+                src = src.decode("utf-8", "replace")
+            if type(src) is str_type and src.startswith(mark):
+                gid = src[len(mark) : src.find("\n")].strip()
+                ok = expected_src.get(gid) == src.rstrip("\n")
+                cell.update(gid=gid, file=args[1], pos=0, ok=ok)
+        elif event == "exec":
+            code = args[0]
+            if cell["gid"] is not None and type(code) is code_type and code.co_filename == cell["file"]:
+                codes = expected_codes.get(cell["gid"], ())
+                pos = cell["pos"]
+                if pos < len(codes) and code == codes[pos]:
+                    cell["pos"] = pos + 1
+                else:
+                    cell["ok"] = False
+        elif event == "course.guard.seal":
+            gid, out = args
+            codes = expected_codes.get(gid, ())
+            caller = _caller()  # end(), which called sys.audit
+            test_frame = caller.f_back if caller is not None else None
+            if (
+                cell["gid"] == gid
+                and cell["ok"]
+                and cell["pos"] == len(codes)
+                and caller.f_code is end_code
+                and test_frame is not None
+                and test_frame.f_code == codes[-1]
+                and test_frame.f_globals is user_ns
+            ):
+                out.append(hmac_digest(key, f"{gid}:{nonce}".encode(), "sha256").hex())
+            cell["gid"] = None
+        elif event == "object.__getattr__":
+            if args[1] in FRAME_ATTRS:
+                target = getattr(args[0], args[1], None)
+                if target is not None and target.f_code in hook_codes:
+                    deny("frame access into the grader")
+        elif event == "sys._getframe":
+            if args[0].f_code in hook_codes:
+                deny("frame access into the grader")
+        elif event in ("object.__setattr__", "object.__delattr__"):
+            obj, name = args[0], args[1]
+            caller = _caller()
+            trusted = caller is not None and (caller.f_code in trusted_setters or _from_guard(caller))
+            if trusted:
+                return
+            if obj in classes:
+                value = args[2] if event == "object.__setattr__" else _MISSING
+                if vars(obj).get(name, _MISSING) is not value:
+                    deny(f"replacing {obj.__qualname__}.{name}")
+            elif id(obj) in protected_function_ids and name in ("__code__", "__defaults__", "__kwdefaults__"):
+                deny(f"replacing {getattr(obj, '__qualname__', '?')}.{name}")
+            elif isinstance(obj, types.ModuleType) and name == "__class__":
+                deny(f"replacing the class of module {obj.__name__}")
+        elif event == "open":
+            path = args[0]
+            if isinstance(path, str | bytes):
+                p = os.fsdecode(path)
+                if p.startswith("/proc/") and p.rsplit("/", 1)[-1] in ("mem", "environ", "pagemap"):
+                    deny(f"open {p}")
+        elif event.startswith(BLOCKED_EVENTS):
+            deny(event)
+
+    def _caller() -> Any:
+        """The Python frame whose operation raised the event (skipping the hook's own frames)."""
+        frame = getframe(1)
+        while frame is not None and frame.f_code in hook_codes:
+            frame = frame.f_back
+        return frame
+
+    def _from_guard(frame: Any) -> bool:
+        """True when the guard's own restore() (or install) is the one putting values back."""
+        for _ in range(3):
+            if frame is None:
+                return False
+            if frame.f_code in guard_codes:
+                return True
+            frame = frame.f_back
+        return False
+
+    hook_codes = {hook.__code__, _dispatch.__code__, _caller.__code__, _from_guard.__code__, deny.__code__}
+    return hook
+
+
+builtins_ref = builtins  # keep the import: the guard protects this module
