@@ -26,6 +26,10 @@ VENV = ROOT / ".venv"
 VENV_PY = VENV / "bin" / "python"
 STAMP = VENV / ".course-installed"
 PINS = [ROOT / "requirements.txt", ROOT / "pyproject.toml"]
+# Debian packages the tests drive for real: the sandbox (bubblewrap), the PostgreSQL
+# gradebook, and the browser the reader-facing tests use. `dev.py test` installs the
+# missing ones when it runs as root (CI, a fresh container); otherwise it says what to run.
+SYSTEM_PACKAGES = ["bubblewrap", "postgresql", "chromium", "chromium-driver"]
 
 
 def _pins_digest() -> str:
@@ -52,6 +56,36 @@ def ensure_env() -> None:
     STAMP.write_text(digest)
 
 
+def _missing_debian_packages(names: list[str]) -> list[str]:
+    missing = []
+    for name in names:
+        probe = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False
+        )
+        if "install ok installed" not in probe.stdout:
+            missing.append(name)
+    return missing
+
+
+def ensure_system_packages() -> None:
+    """Install the Debian packages the tests need (apt-get, as root), or say how to."""
+    if shutil.which("dpkg-query") is None:
+        print(f"[dev] not a Debian system: make sure these are installed: {' '.join(SYSTEM_PACKAGES)}")
+        return
+    missing = _missing_debian_packages(SYSTEM_PACKAGES)
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(f"[dev] missing Debian packages: sudo apt-get install -y {' '.join(missing)}", flush=True)
+        return
+    print(f"[dev] installing Debian packages: {' '.join(missing)}", flush=True)
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=apt_env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, env=apt_env
+    )
+
+
 def venv_env() -> dict[str, str]:
     """Environment for child processes: the venv first on PATH, deterministic threads."""
     env = dict(os.environ)
@@ -72,6 +106,7 @@ def cmd_book(args: list[str]) -> int:
 
 
 def cmd_test(args: list[str]) -> int:
+    ensure_system_packages()
     return run([str(VENV_PY), "-m", "pytest", *args])
 
 

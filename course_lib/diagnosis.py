@@ -92,8 +92,228 @@ def _median(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ratio_severity(r: float, lo: float, hi: float) -> str:
-    return "critical" if (r < lo**2 or r > hi**2 or not math.isfinite(r)) else "warning"
+def _ratio_severity(r: float, cfg: DiagnosisConfig) -> str:
+    """Beyond a threshold: warning; beyond its square (1e-6 for 1e-3): critical."""
+    return "critical" if (r < cfg.vanishing_ratio**2 or r > cfg.exploding_ratio**2) else "warning"
+
+
+@dataclass
+class _Run:
+    """The part of a record being diagnosed: (layers × steps) matrices, rows in forward order."""
+
+    rec: MonitorRecord
+    steps: np.ndarray  # step labels of the columns
+    m: dict[str, np.ndarray]  # layer statistics
+    grads: np.ndarray  # (params × steps) ‖∂L/∂θ‖
+    bad_params: np.ndarray  # (params × steps) non-finite θ or ∂L/∂θ
+
+    @classmethod
+    def of(cls, rec: MonitorRecord, last: int | None) -> _Run:
+        n = rec.n_steps if last is None else min(last, rec.n_steps)
+        stats = ("nonfinite", "out_grad_norm", "saturated", "dead", "update_ratio")
+        stats += ("time_grad_first", "time_grad_last", "calls")
+        m = {s: rec.matrix(s)[:, rec.n_steps - n :] for s in stats}
+        grads = rec.param_matrix("grad_norm")[:, rec.n_steps - n :]
+        bad = rec.param_matrix("nonfinite")[:, rec.n_steps - n :] > 0
+        return cls(rec, rec.steps[rec.n_steps - n :], m, grads, bad)
+
+    def until(self, k: int) -> _Run:
+        """The steps before column k."""
+        return _Run(
+            self.rec,
+            self.steps[:k],
+            {s: a[:, :k] for s, a in self.m.items()},
+            self.grads[:, :k],
+            self.bad_params[:, :k],
+        )
+
+    def weighted(self) -> list[int]:
+        """Rows of Linear/Conv/recurrent layers called once per step (cells are checked through time)."""
+        calls = np.nanmax(np.nan_to_num(self.m["calls"], nan=0.0), axis=1, initial=0.0)
+        return [i for i, info in enumerate(self.rec.layer_info) if info.kind in WEIGHTED and calls[i] <= 1]
+
+    def flow_ratio(self) -> float | None:
+        """Median over steps of ‖∂L/∂h‖ at the first weighted layer over that at the last."""
+        rows = self.weighted()
+        if len(rows) < 2:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = self.m["out_grad_norm"][rows[0]] / self.m["out_grad_norm"][rows[-1]]
+        r = r[np.isfinite(r)]
+        return float(np.median(r)) if r.size else None
+
+
+def _nonfinite(run: _Run) -> tuple[Finding | None, int | None]:
+    """The first step with a NaN or infinity, and where it was; (None, None) if there is none."""
+    flags = np.nan_to_num(run.m["nonfinite"], nan=0.0).astype(np.int64)  # bit sum: 1 output, 2 out grad
+    bad = (flags > 0).any(0) | run.bad_params.any(0)
+    if not bad.any():
+        return None, None
+    k = int(np.argmax(bad))
+    names = run.rec.layers
+    where = [(names[i], "activations") for i in np.flatnonzero(flags[:, k] & 1)]
+    where += [(names[i], "output gradient") for i in np.flatnonzero(flags[:, k] & 2)]
+    where += [(run.rec.params[i], "parameter or gradient") for i in np.flatnonzero(run.bad_params[:, k])]
+    layer, what = where[0] if where else (None, "values")
+    msg = (
+        f"non-finite {what} in {layer} at step {run.steps[k]} ({len(where)} places): exploding "
+        "(or a bad input, loss or learning rate)"
+    )
+    numbers = {"step": float(run.steps[k]), "nonfinite_entries": float(len(where))}
+    return Finding("exploding", layer, "critical", numbers, msg), k
+
+
+def _unit_problems(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+    """Dead ReLU units and saturated tanh/sigmoid outputs: per-layer medians over steps."""
+    found = []
+    for kind, threshold, what in (
+        ("dead", cfg.dead_fraction, "of ReLU units output 0 for the whole batch"),
+        ("saturated", cfg.saturated_fraction, "of outputs sit near a bound of tanh/sigmoid"),
+    ):
+        frac = _median(run.m[kind])
+        applicable = ~np.isnan(frac)
+        hit = applicable & (frac > threshold)
+        if not hit.any():
+            continue
+        worst = int(np.argmax(np.where(hit, frac, -1.0)))
+        f, n_hit, n_all = float(frac[worst]), int(hit.sum()), int(applicable.sum())
+        layer = run.rec.layers[worst]
+        numbers = {
+            "fraction": f,
+            "threshold": threshold,
+            "layers_affected": float(n_hit),
+            "layers_checked": float(n_all),
+        }
+        msg = f"{layer}: {f:.0%} {what} ({n_hit} of {n_all} layers above {threshold:.0%}): {kind}"
+        found.append(
+            Finding(kind, layer, "critical" if f > cfg.critical_fraction else "warning", numbers, msg)
+        )
+    return found
+
+
+def _across_layers(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+    """‖∂L/∂h‖ at the first weighted layer against the last: the product of the Jacobians between."""
+    r = run.flow_ratio()
+    if r is None or cfg.vanishing_ratio <= r <= cfg.exploding_ratio:
+        return []
+    rows, names, og = run.weighted(), run.rec.layers, run.m["out_grad_norm"]
+    first, last = rows[0], rows[-1]
+    numbers = {
+        "ratio": r,
+        "first_grad": float(np.nanmedian(og[first])),
+        "last_grad": float(np.nanmedian(og[last])),
+    }
+    numbers["layers"] = float(len(rows))
+    span = f"{names[first]} vs {names[last]}, {len(rows)} weighted layers"
+    if r < cfg.vanishing_ratio:
+        msg = f"first-layer gradient {_e(r)} of the last layer's ({span}): vanishing"
+        return [Finding("vanishing", names[first], _ratio_severity(r, cfg), numbers, msg)]
+    msg = f"first-layer gradient {_e(r)} times the last layer's ({span}): exploding"
+    return [Finding("exploding", names[first], _ratio_severity(r, cfg), numbers, msg)]
+
+
+def _through_time(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+    """‖∂L/∂h_1‖ against ‖∂L/∂h_T‖ in each recurrent cell: the product of T - 1 Jacobians."""
+    found = []
+    for i, info in enumerate(run.rec.layer_info):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_steps = run.m["time_grad_first"][i] / run.m["time_grad_last"][i]
+        r_steps = r_steps[np.isfinite(r_steps)]
+        if info.kind != "recurrent" or r_steps.size == 0:
+            continue
+        r, t = float(np.median(r_steps)), float(np.nanmedian(run.m["calls"][i]))
+        if cfg.vanishing_ratio <= r <= cfg.exploding_ratio:
+            continue
+        per = r ** (1 / max(t - 1, 1))
+        kind, size = (
+            ("vanishing", f"{_e(r)} of") if r < cfg.vanishing_ratio else ("exploding", f"{_e(r)} times")
+        )
+        msg = (
+            f"{info.name}: gradient at the first time step {size} the last's "
+            f"({per:.3g}x per step over {t:.0f} steps): {kind} through time"
+        )
+        numbers = {"ratio": r, "time_steps": t, "per_step_factor": per}
+        found.append(Finding(kind, info.name, _ratio_severity(r, cfg), numbers, msg))
+    return found
+
+
+def _attribute(causes: list[Finding], flow: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+    """Report a vanishing gradient under the dead or saturated units behind it, when they are many
+    (critical, or in at least half the layers checked) rather than as a finding of its own."""
+    strong = [
+        k
+        for k, c in enumerate(causes)
+        if c.severity == "critical" or 2 * c.numbers["layers_affected"] >= c.numbers["layers_checked"]
+    ]
+    if not strong:
+        return causes, flow
+    k = strong[0]
+    for f in (f for f in flow if f.kind == "vanishing"):
+        c = causes[k]
+        numbers = {**c.numbers, "grad_ratio": f.numbers["ratio"]}
+        causes[k] = Finding(c.kind, c.layer, c.severity, numbers, f"{c.message}; hence {f.message}")
+    return causes, [f for f in flow if f.kind != "vanishing"]
+
+
+def _growth(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+    """The largest global gradient norm against the smallest of the first steps."""
+    measured = ~np.isnan(run.grads).all(axis=0) if run.grads.size else np.zeros(len(run.steps), bool)
+    total = np.sqrt(np.nansum(run.grads[:, measured] ** 2, axis=0))  # global ‖∂L/∂θ‖ per step
+    if total.size <= cfg.growth_window:
+        return []
+    base, peak = float(np.min(total[: cfg.growth_window])), int(np.argmax(total))
+    growth = float(total[peak]) / base if base > 0 else math.inf
+    if growth <= cfg.growth_ratio:
+        return []
+    at = int(run.steps[measured][peak])
+    msg = f"gradient norm reached {_e(growth)} times its initial value (step {at}): exploding over training"
+    numbers = {"growth": growth, "initial": base, "peak": float(total[peak]), "step": float(at)}
+    severity = "critical" if growth > cfg.growth_ratio**2 else "warning"
+    return [Finding("exploding", None, severity, numbers, msg)]
+
+
+def _updates(run: _Run, cfg: DiagnosisConfig, explained_low: bool) -> list[Finding]:
+    """Median update-to-data ratio per layer, against target × 10^(±decades)."""
+    upd = _median(run.m["update_ratio"])
+    idx = np.flatnonzero(~np.isnan(upd))
+    if idx.size == 0:
+        return []
+    with np.errstate(divide="ignore"):
+        off = np.log10(upd[idx]) - math.log10(cfg.update_ratio_target)
+    lo = cfg.update_ratio_target / 10**cfg.update_ratio_decades
+    hi = cfg.update_ratio_target * 10**cfg.update_ratio_decades
+    band = f"outside [{lo:.0e}, {hi:.0e}]; ~{cfg.update_ratio_target:.0e} is healthy"
+    found = []
+    for rows, word, pick in (
+        (idx[off > cfg.update_ratio_decades], "high", np.argmax),
+        (idx[off < -cfg.update_ratio_decades], "low", np.argmin),
+    ):
+        if rows.size == 0 or (word == "low" and explained_low):
+            continue  # tiny updates behind a vanishing gradient or dead units are reported there
+        worst = int(rows[pick(upd[rows])])
+        layer = run.rec.layers[worst]
+        msg = f"update/data ratio {_e(upd[worst])} in {layer} ({rows.size} of {idx.size} layers {band}): learning rate too {word}"
+        numbers = {"ratio": float(upd[worst]), "layers_affected": float(rows.size)}
+        severity = "critical" if upd[worst] > 1 else "warning"
+        found.append(Finding("update_ratio", layer, severity, numbers, msg))
+    return found
+
+
+def _healthy(run: _Run) -> Finding:
+    numbers, parts = {"steps": float(len(run.steps))}, []
+    if (r := run.flow_ratio()) is not None:
+        numbers["grad_ratio"] = r
+        parts.append(f"first/last-layer gradient {r:.2g}")
+    for stat in ("dead", "saturated"):
+        vals = _median(run.m[stat])
+        if (~np.isnan(vals)).any():
+            numbers[f"max_{stat}"] = float(np.nanmax(vals))
+            parts.append(f"at most {np.nanmax(vals):.0%} {stat}")
+    upd = _median(run.m["update_ratio"])
+    if (~np.isnan(upd)).any():
+        numbers["median_update_ratio"] = float(np.nanmedian(upd))
+        parts.append(f"update/data ratio ~{np.nanmedian(upd):.0e}")
+    return Finding("healthy", None, "info", numbers, "healthy: " + (", ".join(parts) or "nothing wrong"))
 
 
 def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | None = None) -> list[Finding]:
@@ -103,174 +323,26 @@ def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | 
     if not isinstance(rec, MonitorRecord):
         raise TypeError(f"diagnose() takes a MonitorRecord or a GradientMonitor, got {type(record).__name__}")
     if rec.n_steps == 0:
-        raise ValueError("the record is empty: train with the monitor, or call record_step(), before diagnosing")
-    infos, names = rec.layer_info, rec.layers
-    steps = np.arange(rec.n_steps)
-    if cfg.last_steps is not None:
-        steps = steps[-cfg.last_steps :]
-    m = {s: rec.matrix(s)[:, steps] for s in ("nonfinite", "out_grad_norm", "saturated", "dead", "update_ratio")}
-    m.update({s: rec.matrix(s)[:, steps] for s in ("time_grad_first", "time_grad_last", "calls")})
-    grads = rec.param_matrix("grad_norm")[:, steps]
-    findings: list[Finding] = []
-
-    # 1. non-finite values: diagnose the steps before them, say where they started.
-    bad_act = m["nonfinite"] > 0
-    bad_grad = ~np.isfinite(m["out_grad_norm"]) & ~np.isnan(m["out_grad_norm"])
-    bad_param = ~np.isfinite(grads) & ~np.isnan(grads)
-    bad_step = bad_act.any(0) | bad_grad.any(0) | bad_param.any(0)
-    if bad_step.any():
-        k = int(np.argmax(bad_step))
-        where = [(names[i], "activations") for i in np.flatnonzero(bad_act[:, k])]
-        where += [(names[i], "output gradient") for i in np.flatnonzero(bad_grad[:, k])]
-        where += [(rec.params[i], "gradient") for i in np.flatnonzero(bad_param[:, k])]
-        layer, what = where[0] if where else (None, "values")
-        findings.append(
-            Finding(
-                "exploding",
-                layer,
-                "critical",
-                {"step": float(steps[k]), "nonfinite_entries": float(len(where))},
-                f"non-finite {what} in {layer} at step {steps[k]} ({len(where)} places): exploding "
-                "(or a bad input, loss or learning rate)",
-            )
+        raise ValueError(
+            "the record is empty: train with the monitor, or call record_step(), before diagnosing"
         )
-        keep = np.arange(len(steps)) < k
-        steps, grads = steps[keep], grads[:, keep]
-        m = {s: a[:, keep] for s, a in m.items()}
-        if len(steps) == 0:
+    run = _Run.of(rec, cfg.last_steps)
+    findings: list[Finding] = []
+    bad, k = _nonfinite(run)
+    if bad is not None:  # what came after a NaN says nothing more: diagnose the steps before it
+        findings.append(bad)
+        run = run.until(k)
+        if len(run.steps) == 0:
             return findings
-
-    # 2. dead units and 3. saturation: medians over steps, per layer.
-    causes: list[Finding] = []
-    for kind, stat, threshold, what in (
-        ("dead", "dead", cfg.dead_fraction, "of ReLU units output 0 for the whole batch"),
-        ("saturated", "saturated", cfg.saturated_fraction, "of outputs sit near a bound of tanh/sigmoid"),
-    ):
-        frac = _median(m[stat])
-        applicable = ~np.isnan(frac)
-        hit = applicable & (frac > threshold)
-        if hit.any():
-            worst = int(np.nanargmax(np.where(hit, frac, -1)))
-            f = float(frac[worst])
-            numbers = {"fraction": f, "threshold": threshold, "layers_affected": float(hit.sum())}
-            numbers["layers_checked"] = float(applicable.sum())
-            sev = "critical" if f > cfg.critical_fraction else "warning"
-            msg = f"{names[worst]}: {f:.0%} {what} ({int(hit.sum())} of {int(applicable.sum())} layers above {threshold:.0%}): {kind}"
-            causes.append(Finding(kind, names[worst], sev, numbers, msg))
-
-    # 4. the backward pass across layers: ‖∂L/∂h‖ at the first weighted layer over the last.
-    # Modules called more than once per step (recurrent cells) are checked through time instead.
-    once = np.nanmax(np.nan_to_num(m["calls"], nan=0.0), axis=1) <= 1 if len(steps) else np.ones(len(infos), bool)
-    weighted = [i for i, info in enumerate(infos) if info.kind in WEIGHTED and once[i]]
-    flow: list[Finding] = []
-    if len(weighted) >= 2:
-        first, last = weighted[0], weighted[-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_step = m["out_grad_norm"][first] / m["out_grad_norm"][last]
-        per_step = per_step[np.isfinite(per_step) | (per_step == np.inf)]
-        if per_step.size:
-            r = float(np.median(per_step))
-            numbers = {"ratio": r, "first_grad": float(np.nanmedian(m["out_grad_norm"][first]))}
-            numbers["last_grad"] = float(np.nanmedian(m["out_grad_norm"][last]))
-            numbers["layers"] = float(len(weighted))
-            span = f"{names[first]} vs {names[last]}, {len(weighted)} weighted layers"
-            if r < cfg.vanishing_ratio:
-                msg = f"first-layer gradient {_e(r)} of the last layer's ({span}): vanishing"
-                flow.append(Finding("vanishing", names[first], _ratio_severity(r, cfg.vanishing_ratio, cfg.exploding_ratio), numbers, msg))
-            elif r > cfg.exploding_ratio:
-                msg = f"first-layer gradient {_e(r)} times the last layer's ({span}): exploding"
-                flow.append(Finding("exploding", names[first], _ratio_severity(r, cfg.vanishing_ratio, cfg.exploding_ratio), numbers, msg))
-
-    # 5. through time, in each recurrent cell: ‖∂L/∂h_1‖ over ‖∂L/∂h_T‖.
-    for i, info in enumerate(infos):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_step = m["time_grad_first"][i] / m["time_grad_last"][i]
-        per_step = per_step[~np.isnan(per_step)]
-        if info.kind != "recurrent" or per_step.size == 0:
-            continue
-        r, t = float(np.median(per_step)), float(np.nanmedian(m["calls"][i]))
-        if not (r < cfg.vanishing_ratio or r > cfg.exploding_ratio):
-            continue
-        per = r ** (1 / max(t - 1, 1)) if r > 0 else 0.0
-        kind = "vanishing" if r < cfg.vanishing_ratio else "exploding"
-        size = f"{_e(r)} of" if kind == "vanishing" else f"{_e(r)} times"
-        msg = f"{names[i]}: gradient at the first time step {size} the last's ({per:.3g}x per step over {t:.0f} steps): {kind} through time"
-        numbers = {"ratio": r, "time_steps": t, "per_step_factor": per}
-        flow.append(Finding(kind, names[i], _ratio_severity(r, cfg.vanishing_ratio, cfg.exploding_ratio), numbers, msg))
-
-    # A vanishing gradient with many dead or saturated units behind it is reported under its cause.
-    strong = [c for c in causes if c.severity == "critical" or c.numbers["layers_affected"] * 2 >= c.numbers["layers_checked"]]
-    if strong:
-        explained = [f for f in flow if f.kind == "vanishing"]
-        flow = [f for f in flow if f.kind != "vanishing"]
-        for f in explained:
-            c = strong[0]
-            k = causes.index(c)
-            extra = {"grad_ratio": f.numbers["ratio"]}
-            causes[k] = strong[0] = Finding(c.kind, c.layer, c.severity, {**c.numbers, **extra}, f"{c.message}; hence {f.message}")
-    findings += causes + flow
-
-    # 6. growth over training: the largest global gradient norm against the first steps'.
-    measured = ~np.isnan(grads).all(axis=0) if grads.size else np.zeros(len(steps), bool)
-    total = np.sqrt(np.nansum(grads[:, measured] ** 2, axis=0))  # global ‖∂L/∂θ‖ per step
-    if total.size > cfg.growth_window:
-        base = float(np.min(total[: cfg.growth_window]))
-        peak_at = int(np.argmax(total))
-        growth = float(total[peak_at]) / base if base > 0 else math.inf
-        if growth > cfg.growth_ratio:
-            at = int(steps[measured][peak_at])
-            msg = f"gradient norm reached {_e(growth)} times its initial value (step {at}): exploding over training"
-            numbers = {"growth": growth, "initial": base, "peak": float(total[peak_at]), "step": float(at)}
-            findings.append(Finding("exploding", None, _ratio_severity(growth, 0.5, cfg.growth_ratio), numbers, msg))
-
-    # 7. update-to-data ratios, per layer with parameters, when an optimiser step was recorded.
-    upd = _median(m["update_ratio"])
-    has = ~np.isnan(upd)
-    if has.any():
-        with np.errstate(divide="ignore"):
-            off = np.log10(upd[has]) - math.log10(cfg.update_ratio_target)
-        idx = np.flatnonzero(has)
-        high, low = idx[off > cfg.update_ratio_decades], idx[off < -cfg.update_ratio_decades]
-        lo_b = cfg.update_ratio_target / 10**cfg.update_ratio_decades
-        hi_b = cfg.update_ratio_target * 10**cfg.update_ratio_decades
-        band = f"outside [{lo_b:.0e}, {hi_b:.0e}]; ~{cfg.update_ratio_target:.0e} is healthy"
-        if high.size:
-            worst = int(high[np.argmax(upd[high])])
-            msg = f"update/data ratio {_e(upd[worst])} in {names[worst]} ({high.size} of {has.sum()} layers {band}): learning rate too high"
-            numbers = {"ratio": float(upd[worst]), "layers_affected": float(high.size)}
-            findings.append(Finding("update_ratio", names[worst], "critical" if upd[worst] > 1 else "warning", numbers, msg))
-        if low.size and not any(f.kind in ("vanishing", "dead", "saturated") for f in findings):
-            worst = int(low[np.argmin(upd[low])])
-            msg = f"update/data ratio {_e(upd[worst])} in {names[worst]} ({low.size} of {has.sum()} layers {band}): learning rate too low"
-            numbers = {"ratio": float(upd[worst]), "layers_affected": float(low.size)}
-            findings.append(Finding("update_ratio", names[worst], "warning", numbers, msg))
-
+    causes, flow = _attribute(_unit_problems(run, cfg), _across_layers(run, cfg) + _through_time(run, cfg))
+    findings += causes + flow + _growth(run, cfg)
+    findings += _updates(
+        run, cfg, explained_low=any(f.kind in ("vanishing", "dead", "saturated") for f in findings)
+    )
     if not findings:
-        numbers = {"steps": float(len(steps))}
-        parts = []
-        if flow_ratio := _flow_ratio(m["out_grad_norm"], weighted):
-            numbers["grad_ratio"] = flow_ratio
-            parts.append(f"first/last-layer gradient {flow_ratio:.2g}")
-        for stat in ("dead", "saturated"):
-            vals = _median(m[stat])
-            if (~np.isnan(vals)).any():
-                numbers[f"max_{stat}"] = float(np.nanmax(vals))
-                parts.append(f"at most {np.nanmax(vals):.0%} {stat}")
-        if has.any():
-            numbers["median_update_ratio"] = float(np.median(upd[has]))
-            parts.append(f"update/data ratio ~{np.median(upd[has]):.0e}")
-        findings.append(Finding("healthy", None, "info", numbers, "healthy: " + (", ".join(parts) or "nothing wrong")))
+        findings.append(_healthy(run))
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     return sorted(findings, key=lambda f: order[f.severity])
-
-
-def _flow_ratio(out_grad: np.ndarray, weighted: list[int]) -> float | None:
-    if len(weighted) < 2:
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = out_grad[weighted[0]] / out_grad[weighted[-1]]
-    r = r[np.isfinite(r)]
-    return float(np.median(r)) if r.size else None
 
 
 def report(findings: list[Finding]) -> str:
@@ -297,7 +369,11 @@ CASES = {
         Case("linear_scale_1.5", "exploding", "20 linear layers of 64, orthogonal weights × 1.5, on digits"),
         Case("relu_negative_bias", "dead", "6 ReLU layers of 64, He init, every bias -2, on digits"),
         Case("tanh_large_init", "saturated", "4 tanh layers of 64, weights N(0, 1), on digits"),
-        Case("rnn_radius_1.2", "exploding", "tanh RNN of 64, orthogonal W_hh with spectral radius 1.2, no bias, 30 steps"),
+        Case(
+            "rnn_radius_1.2",
+            "exploding",
+            "tanh RNN of 64, orthogonal W_hh with spectral radius 1.2, no bias, 30 steps",
+        ),
         Case("relu_he", "healthy", "10 ReLU layers of 64, He init, on digits"),
     )
 }
@@ -320,7 +396,9 @@ def build_case(name: str, *, seed: int = 0) -> tuple[nn.Module, torch.Tensor, to
     builders = {
         "sigmoid_deep": lambda: make_mlp(hidden=(64,) * 10, activation="sigmoid"),
         "linear_scale_1.5": lambda: make_deep_linear(20, 64, out_features=10, weight_scale=1.5),
-        "relu_negative_bias": lambda: make_mlp(hidden=(64,) * 6, activation="relu", init="he", bias_init=-2.0),
+        "relu_negative_bias": lambda: make_mlp(
+            hidden=(64,) * 6, activation="relu", init="he", bias_init=-2.0
+        ),
         "tanh_large_init": lambda: make_mlp(hidden=(64,) * 4, activation="tanh", init="normal", init_std=1.0),
         "relu_he": lambda: make_mlp(hidden=(64,) * 10, activation="relu", init="he"),
     }

@@ -32,7 +32,25 @@ STAT_LABELS = {
 }
 
 
+_backend_ready = False
+
+
+def _ensure_backend() -> None:
+    """Load pyplot's backend once, outside any rc_context.
+
+    In a Jupyter kernel the inline backend switches interactive mode on when it loads. If it
+    first loads inside `plt.rc_context`, leaving the context restores interactive=False and
+    no later figure of the notebook is displayed; creating (and closing) one figure first
+    avoids that.
+    """
+    global _backend_ready
+    if not _backend_ready:
+        plt.close(plt.figure())
+        _backend_ready = True
+
+
 def _record(r: Recordish) -> MonitorRecord:
+    _ensure_backend()  # every plot function calls _record before it enters rc_context
     if isinstance(r, GradientMonitor):
         return r.record
     if not isinstance(r, MonitorRecord):
@@ -73,22 +91,34 @@ def plot_gradient_flow(
     title: str | None = None,
 ) -> Figure:
     """Median of `stat` over steps (or at `step`) per layer, input on the left; band: min to max over steps."""
-    runs = dict(records) if isinstance(records, Mapping) else {"": records}
+    runs = {
+        label: _record(r)
+        for label, r in (records.items() if isinstance(records, Mapping) else [("", records)])
+    }
     if stat not in LAYER_STATS:
         raise KeyError(f"unknown statistic {stat!r}; choose from {LAYER_STATS}")
     with plt.rc_context(STYLE):
         fig, ax = _axes(ax, (6.4, 3.8))
         hidden_zero = False
-        for label, r in runs.items():
-            rec = _record(r)
+        for label, rec in runs.items():
             names = _pick(rec, kinds, None)
             vals = rec.matrix(stat, names)  # (layers, steps)
             x = np.arange(1, len(names) + 1)
-            at = vals[:, step] if step is not None else np.nanmedian(np.where(np.isnan(vals), np.inf, vals), 1)
+            at = (
+                vals[:, step] if step is not None else np.nanmedian(np.where(np.isnan(vals), np.inf, vals), 1)
+            )
             zero = x[at == 0]
             if zero.size:  # mark layers whose gradient is exactly zero at the bottom edge
                 hidden_zero = True
-                ax.plot(zero, np.zeros(zero.size), "v", color="0.3", ms=6, clip_on=False, transform=ax.get_xaxis_transform())
+                ax.plot(
+                    zero,
+                    np.zeros(zero.size),
+                    "v",
+                    color="0.3",
+                    ms=6,
+                    clip_on=False,
+                    transform=ax.get_xaxis_transform(),
+                )
             vals = _positive(vals)
             if step is not None:
                 ax.plot(x, vals[:, step], marker="o", ms=3, label=label or None)
@@ -107,7 +137,9 @@ def plot_gradient_flow(
         else:
             ax.set_xlabel("layer index (input → output)")
         if hidden_zero:
-            ax.text(0.01, 0.03, "▼ exactly 0 (off the log scale)", transform=ax.transAxes, fontsize=8, color="0.3")
+            ax.text(
+                0.01, 0.03, "▼ exactly 0 (off the log scale)", transform=ax.transAxes, fontsize=8, color="0.3"
+            )
         if len(runs) > 1:
             ax.legend()
         ax.set_title(title or "gradient flow")
@@ -133,7 +165,9 @@ def plot_layer_histograms(
     """
     rec = _record(record)
     if not rec.samples:
-        raise ValueError("no histogram samples were kept: create the monitor with MonitorConfig(histogram_every=N)")
+        raise ValueError(
+            "no histogram samples were kept: create the monitor with MonitorConfig(histogram_every=N)"
+        )
     step = max(rec.samples) if step is None else step
     if step not in rec.samples:
         raise KeyError(f"no samples at step {step}; samples were kept at steps {sorted(rec.samples)}")
@@ -144,18 +178,18 @@ def plot_layer_histograms(
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(layers), 1)))
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
-        zeros = 0
+        can_die = {info.name: info.can_die for info in rec.layer_info}
         for ax, what in zip(axes, ("act", "grad"), strict=True):
-            series = {}
+            series, zeros, total = {}, 0, 0
             for name in layers:
                 v = kept.get(name, {}).get(what)
                 if v is None:
                     continue
                 v = v[np.isfinite(v)]
-                if what == "grad":
-                    zeros += int(np.sum(v == 0))
-                    v = np.log10(np.abs(v[v != 0]))
-                series[name] = v
+                if what == "grad" or can_die.get(name, False):  # ReLU's zeros, gradients' zeros: counted
+                    zeros, total = zeros + int(np.sum(v == 0)), total + v.size
+                    v = v[v != 0]
+                series[name] = np.log10(np.abs(v)) if what == "grad" else v
             pooled = np.concatenate(list(series.values())) if series else np.empty(0)
             if pooled.size == 0:
                 ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
@@ -163,16 +197,23 @@ def plot_layer_histograms(
             lo, hi = float(pooled.min()), float(pooled.max())
             edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
             centres = (edges[:-1] + edges[1:]) / 2
-            for (name, v), color in zip(series.items(), colors, strict=False):
+            for name, v in series.items():
                 density, _ = np.histogram(v, bins=edges, density=True)
-                ax.plot(centres, density, color=color, lw=1.3, label=name)
+                ax.plot(centres, density, color=colors[list(layers).index(name)], lw=1.3, label=name)
             ax.set_ylabel("density")
+            if zeros:
+                ax.text(
+                    0.01,
+                    0.97,
+                    f"exact zeros left out: {zeros / total:.0%}",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                    va="top",
+                )
         axes[0].set_xlabel("activation value")
         axes[1].set_xlabel("log10 |∂L/∂h|  (back-propagated gradient)")
-        if zeros:
-            axes[1].text(0.01, 0.97, f"{zeros} exact zeros left out", transform=axes[1].transAxes, fontsize=8, va="top")
         if len(layers) <= 12:
-            axes[0].legend(fontsize=8)
+            axes[0].legend(fontsize=8, loc="upper right")
         fig.suptitle(title or f"per-layer distributions at step {step} (input: dark, output: light)")
         fig.tight_layout()
     return fig
@@ -195,11 +236,15 @@ def plot_gradient_heatmap(
     names = _pick(rec, kinds, None)
     with np.errstate(all="ignore"):
         img = np.log10(_positive(rec.matrix(stat, names)))
-    cmap = plt.get_cmap("magma").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("magma").with_extremes(bad="0.85")
+    steps = rec.steps
+    gap = float(steps[1] - steps[0]) if len(steps) > 1 else 1.0  # MonitorConfig(every=N) spaces them N apart
+    extent = (steps[0] - gap / 2, steps[-1] + gap / 2, len(names) - 0.5, -0.5)
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, ax = _axes(ax, (7.0, 0.8 + 0.22 * len(names) + 1.2))
-        mesh = ax.imshow(np.ma.masked_invalid(img), aspect="auto", cmap=cmap, interpolation="nearest")
+        mesh = ax.imshow(
+            np.ma.masked_invalid(img), aspect="auto", cmap=cmap, interpolation="nearest", extent=extent
+        )
         fig.colorbar(mesh, ax=ax, label=f"log10 {STAT_LABELS.get(stat, stat)}")
         ax.set_yticks(np.arange(len(names)), names, fontsize=8 if len(names) <= 30 else 5)
         ax.set_xlabel("step")

@@ -38,16 +38,25 @@ or in your own loop with an optimiser, calling the Callback methods yourself:
         opt.step();      mon.on_step_end(step, model, float(loss))
 
 Only forward passes with gradients enabled are recorded (evaluation under
-`torch.no_grad()` is ignored). Statistics are computed on the tensors' own device and
-moved to the CPU once per step, in one transfer.
+`torch.no_grad()` is ignored). A module called several times in a step (a shared
+activation, a recurrent cell) gets one row: its statistics pool all the calls.
+
+Cost: a few reductions per layer (Σy and Σy², from which mean and std follow; counts for
+saturated and dead units; ‖∂L/∂h‖²), computed on the tensors' own device and moved to the
+CPU once per step in a single transfer; per-parameter norms with fused multi-tensor ops;
+one flat copy of the parameters per step for the update ratio, freed at step end. The
+record grows by a few kB per step (float32 summaries); `MonitorConfig(every=N)` records
+every Nth step only, for long runs. Precision: std comes from E[y²] - E[y]², accurate to
+about 1e-7·(mean/std)² relative in float32; update ratios below ~1e-7 (float32's
+resolution of θ) read as 0.
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,7 +70,7 @@ LAYER_STATS = (
     "act_std",  # population std of the output over every element
     "saturated",  # fraction of outputs within saturation_eps of a tanh/sigmoid bound (NaN: no bounds)
     "dead",  # fraction of ReLU units that are zero for every example in the batch (NaN: not a ReLU)
-    "nonfinite",  # 1.0 when the output held a non-finite value, else 0.0
+    "nonfinite",  # 0 all finite; else a bit sum: 1 output, 2 output gradient, 4 own parameters or their gradients
     "out_grad_norm",  # ‖∂L/∂output‖₂ over the whole batch (NaN: no gradient reached the output)
     "grad_norm",  # ‖∂L/∂θ‖₂ over the layer's own parameters together (NaN: no parameters)
     "param_norm",  # ‖θ‖₂ of the layer's own parameters, before the update
@@ -70,12 +79,22 @@ LAYER_STATS = (
     "time_grad_last",  # recurrent cells only: ‖∂L/∂h_t‖ at the last time step (last call)
     "calls",  # forward calls of the module in the step (T for a recurrent cell; 0: not used)
 )
-PARAM_STATS = ("param_norm", "grad_norm", "update_ratio")  # as above, per named parameter
+PARAM_STATS = (  # as above, per named parameter
+    "param_norm",
+    "grad_norm",
+    "update_ratio",
+    "nonfinite",  # 1.0 when θ or ∂L/∂θ held a non-finite value, else 0.0
+)
 
 _SATURATING = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0), nn.Hardsigmoid: (0.0, 1.0)}
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU)
 _ACTIVATIONS += (nn.Mish, nn.Softplus, nn.Softsign, nn.Hardswish, nn.Hardtanh, *_SATURATING)
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, *([nn.RMSNorm] * hasattr(nn, "RMSNorm")))
+_NORMS = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    *([nn.RMSNorm] * hasattr(nn, "RMSNorm")),
+)
 _KINDS = {
     "linear": (nn.Linear, nn.Bilinear),
     "conv": (nn.modules.conv._ConvNd,),
@@ -131,7 +150,9 @@ def _layer_info(name: str, module: nn.Module) -> LayerInfo | None:
     if kind == "recurrent" and nonlin == "tanh":
         bounds = (-1.0, 1.0)
     can_die = isinstance(module, nn.ReLU | nn.ReLU6) or (kind == "recurrent" and nonlin == "relu")
-    own = tuple(f"{name}.{p}" if name else p for p, t in module.named_parameters(recurse=False) if t.requires_grad)
+    own = tuple(
+        f"{name}.{p}" if name else p for p, t in module.named_parameters(recurse=False) if t.requires_grad
+    )
     return LayerInfo(name or "(model)", kind, type(module).__name__, bounds, can_die, own)
 
 
@@ -148,7 +169,9 @@ class MonitorRecord:
         self.params: list[str] = list(params)  # full parameter names, in model order
         self.loss: list[float] = []  # loss of each recorded step (NaN when not given)
         self.order: list[int] = []  # indices of layers in the order of their first forward call
-        self.samples: dict[int, dict[str, dict[str, np.ndarray]]] = {}  # step -> layer -> "act"/"grad" -> values
+        self.samples: dict[
+            int, dict[str, dict[str, np.ndarray]]
+        ] = {}  # step -> layer -> "act"/"grad" -> values
         self._step_ids: list[int] = []
         self._lay = np.full((8, len(layers), len(LAYER_STATS)), np.nan, dtype=np.float32)
         self._par = np.full((8, len(params), len(PARAM_STATS)), np.nan, dtype=np.float32)
@@ -178,7 +201,8 @@ class MonitorRecord:
         if self._n == len(self._lay):  # grow by doubling: amortised O(1) per step
             self._lay = np.concatenate([self._lay, np.full_like(self._lay, np.nan)])
             self._par = np.concatenate([self._par, np.full_like(self._par, np.nan)])
-        self._lay[self._n], self._par[self._n] = lay, par
+        with np.errstate(over="ignore"):  # beyond float32's range a summary is stored as inf
+            self._lay[self._n], self._par[self._n] = lay, par
         self.loss.append(loss)
         self._step_ids.append(step)
         self._n += 1
@@ -219,33 +243,38 @@ class _Pending:
     """Device scalars gathered during one step, waiting for the single transfer.
 
     Every statistic is a sum (of y, of y², of saturated outputs, of live units, of g²), so
-    several forward calls of one module in a step combine exactly by adding.
+    several forward calls of one module in a step combine exactly by adding. Sums of squares
+    arrive as norms and are squared in float64 on the CPU, so large activations do not
+    overflow float32.
     """
 
     def __init__(self, n_layers: int):
         self.sums: list[torch.Tensor] = []  # 0-d tensors added into ...
         self.sum_slots: list[int] = []  # ... slot layer * _N_ACC + accumulator
+        self.norms: list[torch.Tensor] = []  # 0-d norms whose squares are added into ...
+        self.norm_slots: list[int] = []  # ... these slots
         self.numel = [0] * n_layers  # output elements seen per layer
         self.units = [0] * n_layers  # units checked for death per layer
         self.calls = [0] * n_layers  # forward calls per layer
         self.got_grad = [False] * n_layers  # an output gradient arrived
-        self.time_grad: dict[int, dict[int, torch.Tensor]] = {}  # cells: call -> ‖∂L/∂h_t‖²
+        self.time_grad: dict[int, dict[int, torch.Tensor]] = {}  # cells: call -> ‖∂L/∂h_t‖
         self.samples: dict[tuple[int, str], torch.Tensor] = {}  # (layer, "act"/"grad") -> values
         self.grads: list[torch.Tensor | None] | None = None  # ‖∂L/∂θ‖ per parameter
         self.norms_before: list[torch.Tensor] | None = None  # ‖θ‖ per parameter, before the step
 
     def empty(self) -> bool:
-        return not (self.sums or self.grads is not None)
+        return not (self.sums or self.norms or self.grads is not None)
 
     def fold(self, n_layers: int) -> None:
         """Add pending values slot by slot on their device: a module called in a long loop
         (an RNN cell over thousands of steps) then holds O(layers) tensors, not O(calls)."""
+        squares = [n.double() ** 2 for n in self.norms]
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[int]]] = {}
-        for v, slot in zip(self.sums, self.sum_slots, strict=True):
+        for v, slot in zip(self.sums + squares, self.sum_slots + self.norm_slots, strict=True):
             vs, ss = groups.setdefault((v.device, v.dtype), ([], []))
             vs.append(v)
             ss.append(slot)
-        self.sums, self.sum_slots = [], []
+        self.sums, self.sum_slots, self.norms, self.norm_slots = [], [], [], []
         for (device, dtype), (vs, ss) in groups.items():
             acc = torch.zeros(n_layers * _N_ACC, device=device, dtype=dtype)
             acc.index_add_(0, torch.tensor(ss, device=device), torch.stack(vs))
@@ -254,14 +283,41 @@ class _Pending:
             self.sum_slots += used
 
 
+_SAFE = (1e-15, 1e15)  # a float32 norm inside this range lost nothing to under- or overflow of squares
+
+
+def _norm(t: torch.Tensor) -> torch.Tensor:
+    """‖t‖₂ as a 0-d tensor, exact over float32's whole range.
+
+    Squares of entries below ~1e-19 underflow float32 (a vanishing gradient is that small)
+    and above ~1e19 overflow, so the sum is taken in float64 where that can happen: always
+    on an accelerator (cheap there, and no sync), and on the CPU only when the fast float32
+    result comes out near those limits (reading it costs nothing on the CPU).
+    """
+    if t.dtype == torch.float64:
+        return torch.linalg.vector_norm(t)
+    if t.device.type != "cpu":
+        return torch.linalg.vector_norm(t, dtype=torch.float64)
+    n = torch.linalg.vector_norm(t)
+    if not _SAFE[0] < float(n) < _SAFE[1]:
+        n = torch.linalg.vector_norm(t, dtype=torch.float64)
+    return n
+
+
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """‖t‖₂ of each tensor, fused where PyTorch offers it (as clip_grad_norm_ does)."""
+    """_norm of each tensor, fused where PyTorch offers it (as clip_grad_norm_ does)."""
     if not tensors:
         return []
-    try:
-        return list(torch._foreach_norm(tensors))
-    except (AttributeError, RuntimeError):  # mixed devices or dtypes, or an older PyTorch
-        return [torch.linalg.vector_norm(t) for t in tensors]
+    if any(t.device.type != "cpu" for t in tensors):
+        try:
+            return list(torch._foreach_norm(tensors, 2, dtype=torch.float64))
+        except (RuntimeError, TypeError):  # tensors on several devices
+            return [_norm(t) for t in tensors]
+    out = list(torch._foreach_norm(tensors))
+    for k, v in enumerate(torch.stack(out).tolist()):
+        if not _SAFE[0] < v < _SAFE[1] and tensors[k].dtype != torch.float64:
+            out[k] = torch.linalg.vector_norm(tensors[k], dtype=torch.float64)
+    return out
 
 
 class _Snapshot:
@@ -291,6 +347,10 @@ class _Snapshot:
 
 def _to_numpy(values: list[torch.Tensor]) -> np.ndarray:
     """Stack 0-d tensors into one float64 array, with one transfer per (device, dtype)."""
+    try:  # the usual case: one device (dtypes are promoted)
+        return torch.stack(values).detach().cpu().double().numpy()
+    except RuntimeError:
+        pass
     out = np.empty(len(values), dtype=np.float64)
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, v in enumerate(values):
@@ -300,7 +360,7 @@ def _to_numpy(values: list[torch.Tensor]) -> np.ndarray:
     return out
 
 
-def _tensors(out) -> list[torch.Tensor]:
+def _tensors(out: object) -> list[torch.Tensor]:
     """The tensors in a module's output (RNNs return (output, h_n) or (output, (h_n, c_n)))."""
     if isinstance(out, torch.Tensor):
         return [out]
@@ -359,9 +419,10 @@ class GradientMonitor(Callback):
         self._bounded = np.array([info.bounds is not None for info in infos])
         self._can_die = np.array([info.can_die for info in infos])
         self._seen: set[int] = set()
-        self._handles: list = []
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending = _Pending(len(infos))
         self._snapshot: _Snapshot | None = None
+        self._warm: tuple[list[torch.Tensor], list[int]] | None = None  # (‖θ‖, versions) after a step
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._step = 0  # steps seen, recorded or not
         self._start_step()
@@ -403,7 +464,7 @@ class GradientMonitor(Callback):
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._snapshot = None
+        self._snapshot = self._warm = None
         for module in [self.model, *self._modules]:
             if _ATTACHED.get(module) is self:
                 del _ATTACHED[module]
@@ -413,7 +474,7 @@ class GradientMonitor(Callback):
             self.attach()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.detach()
 
     def __repr__(self) -> str:
@@ -442,7 +503,7 @@ class GradientMonitor(Callback):
             self._sample_idx[key] = (frac * flat.numel()).long().to(flat.device)
         return flat[self._sample_idx[key]]
 
-    def _make_forward_hook(self, i: int):
+    def _make_forward_hook(self, i: int) -> Callable[[nn.Module, tuple, object], None]:
         info = self._record._layers[i]
         base = i * _N_ACC
         unit_dim = -1 if info.kind == "recurrent" else self.config.unit_dim
@@ -451,7 +512,7 @@ class GradientMonitor(Callback):
             lo, hi = info.bounds
             centre, reach = (lo + hi) / 2, (hi - lo) / 2 - self.config.saturation_eps
 
-        def hook(module: nn.Module, args, out) -> None:
+        def hook(module: nn.Module, args: tuple, out: object) -> None:
             if not self._active or not torch.is_grad_enabled():
                 return
             if isinstance(out, torch.Tensor):
@@ -469,8 +530,10 @@ class GradientMonitor(Callback):
                 y = y.float()
             # A few reductions per layer, all left on the device until the step ends.
             flat = y.view(-1) if y.is_contiguous() else y.reshape(-1)
-            p.sums += (flat.sum(), torch.dot(flat, flat))  # Σy, Σy²
-            p.sum_slots += (base, base + 1)
+            p.sums.append(flat.sum())  # Σy
+            p.sum_slots.append(base)
+            p.norms.append(_norm(flat))  # sqrt(Σy²)
+            p.norm_slots.append(base + 1)
             if info.bounds is not None:  # |y - centre| > half-range - eps: near a bound
                 dist = y.abs() if centre == 0 else (y - centre).abs_()
                 p.sums.append(dist.gt_(reach).sum())
@@ -482,33 +545,39 @@ class GradientMonitor(Callback):
                     peak = y.amax(dim=tuple(d for d in range(y.ndim) if d != axis))  # (units,)
                 else:
                     p.units[i] += y.numel()
-                    peak = y.clone()
-                p.sums.append(peak.sign_().sum())  # ReLU outputs are >= 0: sign is 1 for a live unit
+                    peak = y
+                p.sums.append(torch.count_nonzero(peak))  # ReLU outputs are >= 0: nonzero = alive
                 p.sum_slots.append(base + 3)
             p.numel[i] += y.numel()
             call = p.calls[i]
             p.calls[i] += 1
-            if len(p.sums) > 8192:
+            if len(p.sums) + len(p.norms) > 8192:
                 p.fold(len(self._modules))
             keep = self._keep_samples
             if keep and (i, "act") not in p.samples:
                 p.samples[(i, "act")] = self._sample(y)
             for j, t in enumerate(outs):
                 if t.requires_grad:  # j == 0 of a cell: h_t, whose gradient came back through time
-                    t.register_hook(self._make_grad_hook(i, keep, call if cell and j == 0 else None))
+                    grad_hook = self._make_grad_hook(i, keep, call if cell and j == 0 else None)
+                    node = t.grad_fn
+                    if node is None:
+                        t.register_hook(grad_hook)
+                    else:  # a pre-hook on the node that made t sees ∂L/∂t, even if t is later changed in place
+                        nr = t.output_nr
+                        node.register_prehook(
+                            lambda grads, f=grad_hook, nr=nr: f(grads[nr]) if grads[nr] is not None else None
+                        )
 
         return hook
 
-    def _make_grad_hook(self, i: int, keep: bool, call: int | None):
+    def _make_grad_hook(self, i: int, keep: bool, call: int | None) -> Callable[[torch.Tensor], None]:
         slot = i * _N_ACC + 4
 
         def hook(g: torch.Tensor) -> None:
             p = self._pending
-            flat = g.view(-1) if g.is_contiguous() else g.reshape(-1)
-            flat = flat if flat.dtype in _FAST else flat.float()
-            n = torch.dot(flat, flat)  # ‖g‖²
-            p.sums.append(n)
-            p.sum_slots.append(slot)
+            n = _norm(g)  # ‖∂L/∂h‖, exact even for a vanishing gradient of 1e-30
+            p.norms.append(n)
+            p.norm_slots.append(slot)
             p.got_grad[i] = True
             if call is not None:  # keep the first and the last time step only
                 times = p.time_grad.setdefault(i, {})
@@ -536,9 +605,13 @@ class GradientMonitor(Callback):
             )
         with torch.no_grad():
             present = [g.detach() for g in grads if g is not None]
-            it = iter(_norms([g if g.dtype in _FAST else g.float() for g in present]))
+            it = iter(_norms(present))
             self._pending.grads = [None if g is None else next(it) for g in grads]
-            self._pending.norms_before = _norms([p.detach() for p in self._params])
+            warm, self._warm = self._warm, None
+            if warm is not None and warm[1] == [p._version for p in self._params]:
+                self._pending.norms_before = warm[0]  # ‖θ‖ taken right after the last step, unchanged since
+            else:
+                self._pending.norms_before = _norms([p.detach() for p in self._params])
 
     def on_after_backward(self, step: int, model: nn.Module) -> None:
         """Gradients are ready: take their norms, and copy the parameters to measure the update."""
@@ -559,7 +632,10 @@ class GradientMonitor(Callback):
         if self._pending.grads is None:
             raise RuntimeError("on_step_end() without on_after_backward(): call it after loss.backward()")
         snapshot, self._snapshot = self._snapshot, None
-        self._finalize(loss, snapshot.update_norms(self._params) if snapshot is not None else None)
+        deltas = snapshot.update_norms(self._params) if snapshot is not None else None
+        with torch.no_grad():  # ‖θ‖ now, while the parameters are still in cache: next step's ‖θ_old‖
+            self._warm = (_norms([p.detach() for p in self._params]), [p._version for p in self._params])
+        self._finalize(loss, deltas)
 
     def record_step(self, loss: float | torch.Tensor | None = None) -> None:
         """Record activations and gradients of the last forward/backward pass (no optimiser step)."""
@@ -569,7 +645,9 @@ class GradientMonitor(Callback):
             self._start_step()
             return
         if self._pending.empty() and all(p.grad is None for p in self._params):
-            raise RuntimeError("GradientMonitor: nothing to record - run a forward pass and loss.backward() first")
+            raise RuntimeError(
+                "GradientMonitor: nothing to record - run a forward pass and loss.backward() first"
+            )
         self._collect_grads()
         self._snapshot = None
         self._finalize(math.nan if loss is None else float(torch.as_tensor(loss).detach()), None)
@@ -588,6 +666,7 @@ class GradientMonitor(Callback):
         times = {i: (t[min(t)], t[max(t)]) for i, t in pend.time_grad.items() if t}
         parts = [
             pend.sums,
+            pend.norms,
             [pend.grads[k] for k in present] if pend.grads else [],
             pend.norms_before or [],
             deltas or [],
@@ -595,11 +674,12 @@ class GradientMonitor(Callback):
         ]
         v = _to_numpy([t for part in parts for t in part]) if any(parts) else np.empty(0)
         cuts = np.cumsum([len(part) for part in parts])[:-1]
-        sums, grad_v, before_v, delta_v, time_v = np.split(v, cuts)
+        sums, norms, grad_v, before_v, delta_v, time_v = np.split(v, cuts)
 
-        acc = np.zeros(n_layers * _N_ACC)
-        np.add.at(acc, np.asarray(pend.sum_slots, dtype=np.int64), sums)
-        acc = acc.reshape(n_layers, _N_ACC)
+        slots = np.asarray(pend.sum_slots + pend.norm_slots, dtype=np.int64)
+        with np.errstate(over="ignore"):
+            values = np.concatenate([sums, norms**2])
+        acc = np.bincount(slots, weights=values, minlength=n_layers * _N_ACC).reshape(n_layers, _N_ACC)
         numel, units = np.asarray(pend.numel, float), np.asarray(pend.units, float)
         lay = np.full((n_layers, len(LAYER_STATS)), np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -608,19 +688,33 @@ class GradientMonitor(Callback):
             lay[:, 1] = np.sqrt(np.maximum(acc[:, 1] / numel - mean**2, 0.0))  # E[y²] - E[y]²
             lay[:, 2] = np.where(self._bounded, acc[:, 2] / numel, np.nan)
             lay[:, 3] = np.where(self._can_die & (units > 0), 1.0 - acc[:, 3] / units, np.nan)
-            lay[:, 4] = np.where(np.isfinite(acc[:, 0]) & np.isfinite(acc[:, 1]), 0.0, 1.0)
-            lay[numel == 0, :5] = np.nan
-            lay[:, 5] = np.where(pend.got_grad, np.sqrt(acc[:, 4]), np.nan)
+            lay[numel == 0, :4] = np.nan
+            got = np.asarray(pend.got_grad)
+            lay[:, 5] = np.where(got, np.sqrt(acc[:, 4]), np.nan)
 
         par = np.full((n_params, len(PARAM_STATS)), np.nan)
         par[present, 1] = grad_v
-        if pend.norms_before:
+        grad_seen = np.zeros(n_params, bool)
+        grad_seen[present] = True
+        norm_seen = pend.norms_before is not None
+        if norm_seen:
             par[:, 0] = before_v
+        measured = grad_seen | norm_seen
+        par_bad = (grad_seen & ~np.isfinite(par[:, 1])) | (norm_seen & ~np.isfinite(par[:, 0]))
+        par[:, 3] = np.where(measured, par_bad.astype(float), np.nan)
         owned = self._owner >= 0
         owner = self._owner[owned]
+        act_bad = (numel > 0) & ~np.isfinite(acc[:, 1])  # ‖y‖ in float64 is finite iff every y is
+        grad_bad = got & ~np.isfinite(acc[:, 4])
+        own_bad = np.bincount(owner, weights=par_bad[owned], minlength=n_layers) > 0
+        any_measured = (
+            (numel > 0) | got | (np.bincount(owner, weights=measured[owned], minlength=n_layers) > 0)
+        )
+        lay[:, 4] = np.where(any_measured, 1.0 * act_bad + 2.0 * grad_bad + 4.0 * own_bad, np.nan)
 
         def per_layer(x: np.ndarray) -> np.ndarray:  # sqrt(Σ x²) over each layer's own parameters
-            total = np.bincount(owner, weights=np.nan_to_num(x[owned], nan=0.0) ** 2, minlength=n_layers)
+            with np.errstate(over="ignore"):
+                total = np.bincount(owner, weights=np.nan_to_num(x[owned], nan=0.0) ** 2, minlength=n_layers)
             missing = np.bincount(owner, weights=np.isnan(x[owned]), minlength=n_layers) > 0
             return np.where(missing, np.nan, np.sqrt(total))
 
@@ -633,13 +727,15 @@ class GradientMonitor(Callback):
                 ratio = per_layer(delta_v) / lay[:, 7]
             lay[has_params, 8] = np.where(lay[:, 7] > 0, ratio, np.nan)[has_params]
         for k, i in enumerate(times):
-            lay[i, 9], lay[i, 10] = np.sqrt(time_v[2 * k]), np.sqrt(time_v[2 * k + 1])
+            lay[i, 9], lay[i, 10] = time_v[2 * k], time_v[2 * k + 1]
         lay[:, 11] = pend.calls
         if pend.samples:
             keys = list(pend.samples)
             step = self._step
             for (i, what), arr in zip(keys, _to_numpy_cat([pend.samples[k] for k in keys]), strict=True):
-                self._record.samples.setdefault(step, {}).setdefault(self._record._layers[i].name, {})[what] = arr
+                self._record.samples.setdefault(step, {}).setdefault(self._record._layers[i].name, {})[
+                    what
+                ] = arr
         self._record._append(lay, par, float(loss), self._step)
         self._step += 1
         self._start_step()

@@ -93,12 +93,23 @@ class GradientExplorer(widgets.VBox):
         style = {"description_width": "initial"}
         self.controls = {
             "depth": widgets.IntSlider(s.depth, 1, 40, description="depth", continuous_update=False),
-            "activation": widgets.Dropdown(options=sorted(ACTIVATIONS), value=s.activation, description="activation"),
+            "activation": widgets.Dropdown(
+                options=sorted(ACTIVATIONS), value=s.activation, description="activation"
+            ),
             "init": widgets.Dropdown(options=INITS, value=s.init, description="init"),
             "lr": widgets.FloatLogSlider(
-                s.lr, base=10, min=-4, max=1, step=0.25, description="learning rate", continuous_update=False, style=style
+                s.lr,
+                base=10,
+                min=-4,
+                max=1,
+                step=0.25,
+                description="learning rate",
+                continuous_update=False,
+                style=style,
             ),
-            "norm": widgets.Dropdown(options=list(NORMS), value=s.norm, description="normalisation", style=style),
+            "norm": widgets.Dropdown(
+                options=list(NORMS), value=s.norm, description="normalisation", style=style
+            ),
         }
         for w in self.controls.values():
             w.observe(self._on_change, names="value")
@@ -110,14 +121,16 @@ class GradientExplorer(widgets.VBox):
         if draw:
             self.update()
 
-    def _on_change(self, change) -> None:
+    def _on_change(self, change: dict) -> None:
         self.update(**{k: w.value for k, w in self.controls.items()})
 
-    def update(self, **changes) -> dict[str, Figure]:
+    def update(self, **changes: object) -> dict[str, Figure]:
         """Apply changed settings (depth=..., activation=..., ...), rerun, redraw; return the figures."""
         unknown = set(changes) - set(asdict(self.settings))
         if unknown:
-            raise TypeError(f"unknown settings {sorted(unknown)}; the settings are {list(asdict(self.settings))}")
+            raise TypeError(
+                f"unknown settings {sorted(unknown)}; the settings are {list(asdict(self.settings))}"
+            )
         self.settings = replace(self.settings, **changes)
         s = self.settings
         self.record = run_experiment(s, self.data)
@@ -143,6 +156,6 @@ class GradientExplorer(widgets.VBox):
         return f"GradientExplorer({self.settings})"
 
 
-def build_explorer(*, draw: bool = True, **settings) -> GradientExplorer:
+def build_explorer(*, draw: bool = True, **settings: object) -> GradientExplorer:
     """The explorer widget, starting from ExplorerSettings(**settings). Display it in JupyterLab."""
     return GradientExplorer(ExplorerSettings(**settings), draw=draw)
