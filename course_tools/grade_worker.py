@@ -164,8 +164,11 @@ def _failure_reason(result: dict) -> str:
 
 def main() -> int:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    out = sys.stdout
-    sys.stdout = sys.stderr  # nbgrader and nbconvert may print; the answers channel stays clean
+    # Answers go to a private copy of stdout; fd 1 becomes stderr, so nothing nbgrader or a
+    # kernel prints can corrupt the answers channel.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -90,6 +90,16 @@ class GuardedExecute(Execute):
         )
         return self.km
 
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        cell = kwargs["cell"]
+        label = nbgrader_meta(cell).get("grade_id") or f"cell {kwargs.get('cell_index')}"
+        content = kwargs["execute_reply"]["content"]
+        if content.get("status") == "error" and content.get("ename") == "CellTimeoutError":
+            self._events["timeouts"].append(label)
+        if any(o.output_type == "error" and o.get("ename") == "MemoryError" for o in cell.outputs):
+            self._events["memory"].append(label)
+
     def output(self, outs, msg, display_id, cell_index):
         size = len(str(msg.get("content", "")))
         used = self._output_bytes.get(cell_index, 0)
@@ -109,7 +119,7 @@ class GuardedExecute(Execute):
         if "--HistoryManager.enabled=False" not in self.extra_arguments:
             self.extra_arguments = [*self.extra_arguments, "--HistoryManager.enabled=False"]
         self._output_bytes: dict[int, int] = {}
-        self._events: dict[str, list] = {"crashes": [], "truncated": []}
+        self._events: dict[str, list] = {"crashes": [], "truncated": [], "timeouts": [], "memory": []}
         plan = GuardPlan(spec_path="") if self.use_guard else None
         if plan is not None:
             plan.apply(nb)
@@ -138,10 +148,14 @@ class GuardedExecute(Execute):
                     try:
                         self.preprocess_cell(cell, resources, index)
                     except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as exc:
+                        if plan is not None and cell is plan.guard_cell:
+                            raise RuntimeError(f"the grading guard did not start: {exc}") from exc
                         self._mark_crash(cell, index, exc)
                         index += 1
                         restarts += 1
                         break
+                    if plan is not None and cell is plan.guard_cell:
+                        _check_guard_started(cell)
                     if cell.cell_type == "code" and not is_test_cell(cell):
                         replay.append(index)
                     index += 1
@@ -196,6 +210,17 @@ class GuardedExecute(Execute):
             *cell.get("outputs", []),
             _error("KernelDied" if not timeout else "CellTimeoutError", f"{detail}; grading went on"),
         ]
+
+
+def _check_guard_started(cell: NotebookNode) -> None:
+    """Grading without the guard would be unsafe: stop this notebook (the worker reports the failure)."""
+    errors = [f"{o.ename}: {o.evalue}" for o in cell.get("outputs", []) if o.output_type == "error"]
+    if errors:
+        raise GuardFailed(f"the grading guard did not start: {errors}")
+
+
+class GuardFailed(Exception):
+    """The guard cell failed: an error in the grader's setup, not in the submission."""
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:

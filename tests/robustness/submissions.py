@@ -1,0 +1,355 @@
+"""Broken and hostile ps01 submissions, each a folder of files as a student would hand it in.
+
+Every `Case` builds its files from the released notebook and the reference
+answers, and says what grading must make of it: the state in the status table,
+the test cells that must score zero (every other test cell must score full
+marks), and words the status entry must contain. The robustness suite grades
+them all in one run, two workers side by side, through the real pipeline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nbformat
+from assignments.ps01_mistakes import MISTAKES
+from nbformat import NotebookNode
+
+from course_tools.submissions import fill, grade_id
+
+NB = "ps01_backprop"
+TESTS = [
+    "test_sigmoid_grad",
+    "test_cross_entropy",
+    "test_cross_entropy_grad",
+    "test_two_layer_backward",
+    "test_central_difference",
+    "test_relative_error",
+    "test_find_wrong_gradients",
+    "test_accumulated_gradients",
+    "test_train_step",
+]
+
+
+def mistake(part: str, name: str) -> str:
+    return next(m.source for m in MISTAKES if m.part == part and m.name == name)
+
+
+WRONG = {
+    "sigmoid_grad": mistake("sigmoid_grad", "forgot_to_apply_sigmoid"),
+    "cross_entropy": mistake("cross_entropy", "sum_instead_of_mean"),
+    "cross_entropy_grad": mistake("cross_entropy_grad", "forgot_divide_by_n"),
+}
+WRONG_TESTS = {"test_sigmoid_grad", "test_cross_entropy", "test_cross_entropy_grad"}
+
+
+@dataclass(frozen=True)
+class Case:
+    student: str
+    build: Callable[[NotebookNode, dict[str, str]], dict[str, bytes]]
+    state: str  # expected state in the status table
+    lost: set[str] = field(default_factory=set)  # test cells that must score 0 (the others: full marks)
+    mentions: tuple[str, ...] = ()  # words the status entry (issues and review notes) must contain
+
+
+def as_files(nb: NotebookNode, name: str = f"{NB}.ipynb") -> dict[str, bytes]:
+    return {name: nbformat.writes(nb).encode(), "timestamp.txt": b"2026-01-01 00:00:00.000000 UTC"}
+
+
+def cell(nb: NotebookNode, gid: str) -> NotebookNode:
+    return next(c for c in nb.cells if grade_id(c) == gid)
+
+
+def with_answers(**overrides: str):
+    def build(release: NotebookNode, answers: dict[str, str]) -> dict[str, bytes]:
+        return as_files(fill(release, {**answers, **overrides}))
+
+    return build
+
+
+def prefixed(part: str, code: str, body: str | None = None):
+    """The reference (or `body`) answer of `part` with `code` run at the top of the cell."""
+
+    def build(release, answers):
+        return as_files(fill(release, {**answers, part: code + "\n" + (body or answers[part])}))
+
+    return build
+
+
+def fn(part: str, body: str, args: str) -> str:
+    return f"def {part}({args}):\n" + "\n".join("    " + ln for ln in body.strip().split("\n")) + "\n"
+
+
+def deleted_test(release, answers):
+    nb = fill(release, answers)
+    nb.cells = [c for c in nb.cells if grade_id(c) != "test_sigmoid_grad"]
+    return as_files(nb)
+
+
+def edited_test(release, answers):
+    nb = fill(release, {**answers, "cross_entropy": WRONG["cross_entropy"]})
+    cell(nb, "test_cross_entropy").source = 'print("cross_entropy: visible tests passed")'
+    return as_files(nb)
+
+
+def changed_type(release, answers):
+    nb = fill(release, answers)
+    c = cell(nb, "test_cross_entropy_grad")
+    c.cell_type = "markdown"
+    c.pop("outputs", None)
+    c.pop("execution_count", None)
+    return as_files(nb)
+
+
+def duplicated_ids(release, answers):
+    nb = fill(release, answers)
+    extra = copy.deepcopy(cell(nb, "sigmoid_grad"))  # a pasted copy of a solution cell, same grade_id
+    nb.cells.insert(5, extra)
+    data = json.loads(nbformat.writes(nb))
+    for c in data["cells"]:
+        c["id"] = "same-id"
+    return {f"{NB}.ipynb": json.dumps(data).encode()}
+
+
+def not_json(release, answers):
+    text = nbformat.writes(fill(release, answers))
+    return {f"{NB}.ipynb": text[: len(text) // 2].encode()}
+
+
+def missing(release, answers):
+    return {"README.txt": b"I could not finish, sorry"}
+
+
+def renamed_and_extra(release, answers):
+    files = as_files(fill(release, answers), name=f"{NB} (1).ipynb")
+    files["torch.py"] = b"raise SystemExit('shadowed torch')\n"
+    files["notes.txt"] = b"my notes"
+    return files
+
+
+def huge_output(release, answers):
+    nb = fill(
+        release,
+        {**answers, "two_layer_backward": 'print("x" * 30_000_000)\n' + answers["two_layer_backward"]},
+    )
+    stored = nbformat.v4.new_output("stream", name="stdout", text="y" * 20_000_000)
+    cell(nb, "two_layer_backward").outputs = [stored]  # a huge stored output in the file, too
+    return as_files(nb)
+
+
+PATCH_CHECKS = """
+import course_lib.checks
+check_close = lambda *a, **k: None
+check_shape = lambda *a, **k: None
+check_finite = lambda *a, **k: None
+check_true = lambda *a, **k: None
+try:
+    course_lib.checks.check_close = check_close
+except PermissionError as exc:
+    print("refused:", exc)
+vars(course_lib.checks)["check_close"] = check_close
+"""
+
+PATCH_TORCH = """
+import numpy as np
+import torch.nn.functional
+vars(torch.nn.functional)["cross_entropy"] = lambda logits, y, *a, **k: cross_entropy(logits, y)
+for owner, name, fake in [(torch, "allclose", lambda *a, **k: True), (np, "allclose", lambda *a, **k: True),
+                          (torch.testing, "assert_close", lambda *a, **k: None)]:
+    try:
+        setattr(owner, name, fake)
+    except PermissionError as exc:
+        print("refused:", exc)
+torch.Tensor.__le__ = lambda self, other: torch.ones(self.shape, dtype=torch.bool)
+torch.Tensor.any = lambda self, *a, **k: torch.tensor(False)
+"""
+
+HIDE_ERRORS = """
+ip = get_ipython()
+ip.showtraceback = lambda *a, **k: None
+ip._showtraceback = lambda *a, **k: None
+ip.set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)
+"""
+
+REWRITE_TESTS = """
+import ast
+class _DropChecks(ast.NodeTransformer):
+    def visit_Expr(self, node):
+        call = node.value
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "").startswith("check_"):
+            return ast.Pass()
+        return node
+get_ipython().ast_transformers.append(_DropChecks())
+"""
+
+FAKE_OUTPUT = """
+print("All tests passed! Score: 20/20")
+for t in ["test_sigmoid_grad", "test_cross_entropy", "test_cross_entropy_grad"]:
+    print(f"[course-guard seal] {t} " + "0" * 64)
+"""
+
+SNOOP = """
+import os, glob, linecache, inspect
+SNOOPED = []
+def _try(path):
+    try:
+        with open(path, "rb") as fh:
+            fh.read(100)
+        print("SNOOP READ", path)
+    except Exception as exc:
+        print("SNOOP DENIED", path, type(exc).__name__)
+for pattern in ["{course}/solutions/*/*.ipynb", "{course}/gradebook.db", "{course}/submitted/*/*/*.ipynb",
+                "{repo}/solutions/*/*.ipynb", "../../../gradebook.db", "../../../../*/gradebook.db",
+                "/proc/1/environ", "*.ipynb"]:
+    for path in glob.glob(pattern) or [pattern]:
+        _try(path)
+print("SNOOP ROOT", sorted(os.listdir("/")))
+
+def sigmoid_grad(z):
+    ns = get_ipython().user_ns
+    SNOOPED.append(repr(ns.get("_ih")))
+    SNOOPED.append(repr(list(linecache.cache.values())))
+    try:
+        SNOOPED.append(repr([f.frame.f_code.co_consts for f in inspect.stack()]))
+    except Exception as exc:
+        SNOOPED.append(repr(exc))
+    s = torch.sigmoid(z)
+    return s * (1 - s)
+"""
+
+NETWORK = """
+import socket, urllib.request
+for what, attempt in [
+    ("http", lambda: urllib.request.urlopen("http://pypi.org", timeout=5)),
+    ("tcp", lambda: socket.create_connection(("1.1.1.1", 53), timeout=5)),
+    ("unix", lambda: socket.socket(socket.AF_UNIX).connect("/var/run/postgresql/.s.PGSQL.5432")),
+]:
+    try:
+        attempt()
+        print("NET REACHED", what)
+    except Exception as exc:
+        print("NET BLOCKED", what, type(exc).__name__)
+"""
+
+
+def snoop(course: str, repo: str):
+    def build(release, answers):
+        nb = fill(release, {**answers, "sigmoid_grad": SNOOP.format(course=course, repo=repo)})
+        nb.cells.append(nbformat.v4.new_code_cell("print('\\n'.join(SNOOPED))"))  # show what was gathered
+        return as_files(nb)
+
+    return build
+
+
+def cases(course: str, repo: str) -> list[Case]:
+    """Every robustness case; `course` and `repo` are paths the snooping submission tries to read."""
+    loop = fn("sigmoid_grad", "while True:\n    pass", "z")
+    stubborn = fn(
+        "cross_entropy",
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+        "logits, y",
+    )
+    return [
+        Case("reference", with_answers(), "graded"),
+        Case(
+            "partly-wrong",
+            with_answers(cross_entropy=WRONG["cross_entropy"]),
+            "graded",
+            {"test_cross_entropy"},
+        ),
+        Case(
+            "infinite-loop",
+            with_answers(sigmoid_grad=loop),
+            "graded-with-issues",
+            {"test_sigmoid_grad"},
+            ("timed out and was interrupted",),
+        ),
+        Case(
+            "loop-ignores-interrupt",
+            with_answers(cross_entropy=stubborn),
+            "graded-with-issues",
+            {"test_cross_entropy"},
+            ("timeout",),
+        ),
+        Case(
+            "os-exit",
+            with_answers(sigmoid_grad=fn("sigmoid_grad", "import os\nos._exit(3)", "z")),
+            "graded-with-issues",
+            {"test_sigmoid_grad"},
+            ("kernel died", "_exit"),
+        ),
+        Case(
+            "segfault",
+            with_answers(
+                cross_entropy_grad=fn(
+                    "cross_entropy_grad", "import faulthandler\nfaulthandler._sigsegv()", "logits, y"
+                )
+            ),
+            "graded-with-issues",
+            {"test_cross_entropy_grad"},
+            ("kernel died",),
+        ),
+        Case(
+            "memory-bomb",
+            prefixed("cross_entropy_grad", "hog = []\nwhile True:\n    hog.append(bytearray(1 << 28))"),
+            "graded-with-issues",
+            {"test_cross_entropy_grad"},
+            ("memory limit",),
+        ),
+        Case(
+            "deleted-test-cell", deleted_test, "graded-with-issues", set(), ("test_sigmoid_grad was deleted",)
+        ),
+        Case("edited-test-cell", edited_test, "graded-with-issues", {"test_cross_entropy"}, ("edited",)),
+        Case("changed-cell-type", changed_type, "graded-with-issues", set(), ("from code to markdown",)),
+        Case(
+            "duplicated-ids", duplicated_ids, "graded-with-issues", set(), ("renumbered", "appears 2 times")
+        ),
+        Case("not-json", not_json, "not-gradable", set(TESTS), ("not valid JSON",)),
+        Case("missing-notebook", missing, "not-gradable", set(TESTS), ("missing notebook",)),
+        Case("renamed-and-extra", renamed_and_extra, "graded-with-issues", set(), ("renamed", "torch.py")),
+        Case("huge-output", huge_output, "graded-with-issues", set(), ("output cut",)),
+        Case(
+            "monkeypatch-checks",
+            prefixed("sigmoid_grad", PATCH_CHECKS, WRONG["sigmoid_grad"]),
+            "graded-with-issues",
+            {"test_sigmoid_grad"},
+            ("put back", "check_close"),
+        ),
+        Case(
+            "monkeypatch-torch",
+            prefixed("cross_entropy", PATCH_TORCH, WRONG["cross_entropy"]),
+            "graded-with-issues",
+            {"test_cross_entropy"},
+            ("put back", "cross_entropy", "replaces torch.Tensor.__le__"),
+        ),
+        Case(
+            "hides-errors",
+            with_answers(
+                **{"sigmoid_grad": HIDE_ERRORS + "\n" + WRONG["sigmoid_grad"]},
+                cross_entropy=WRONG["cross_entropy"],
+            ),
+            "graded-with-issues",
+            {"test_sigmoid_grad", "test_cross_entropy"},
+            ("get_ipython",),
+        ),
+        Case(
+            "rewrites-tests",
+            prefixed("sigmoid_grad", REWRITE_TESTS, WRONG["sigmoid_grad"]),
+            "graded-with-issues",
+            {"test_sigmoid_grad"},
+            ("could not be verified",),
+        ),
+        Case(
+            "fake-output",
+            with_answers(
+                sigmoid_grad=FAKE_OUTPUT + "\n" + WRONG["sigmoid_grad"], cross_entropy=WRONG["cross_entropy"]
+            ),
+            "graded",
+            {"test_sigmoid_grad", "test_cross_entropy"},
+        ),
+        Case("snoop", snoop(course, repo), "graded-with-issues", set(), ("get_ipython", "refused")),
+        Case("network", prefixed("sigmoid_grad", NETWORK), "graded", set(), ("socket",)),
+    ]
