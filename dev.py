@@ -6,6 +6,7 @@
     python3 dev.py exercises   regenerate exercises/ (student versions) from solutions/
     python3 dev.py bench       print the benchmark figures (book, chapters, ps01, autograde)
     python3 dev.py lint        ruff check and format check
+    python3 dev.py grade ...   the instructor's grading tool (release, collect, autograde, feedback, export, status)
 
 Every command first makes sure `.venv/` exists and holds exactly the pinned
 dependencies of requirements.txt and pyproject.toml (it reinstalls when either
@@ -118,6 +119,12 @@ def cmd_bench(args: list[str]) -> int:
     return run([str(VENV_PY), str(ROOT / "benchmarks" / "bench.py"), *args])
 
 
+def cmd_grade(args: list[str]) -> int:
+    """The instructor's grading tool, run in the caller's directory (the course directory)."""
+    cmd = [str(VENV_PY), "-m", "course_tools.instructor", *args]
+    return subprocess.run(cmd, cwd=os.getcwd(), env=venv_env()).returncode
+
+
 def cmd_lint(args: list[str]) -> int:
     rc = run([str(VENV_PY), "-m", "ruff", "check", "."])
     return rc or run([str(VENV_PY), "-m", "ruff", "format", "--check", "."])
@@ -129,6 +136,7 @@ COMMANDS = {
     "exercises": cmd_exercises,
     "bench": cmd_bench,
     "lint": cmd_lint,
+    "grade": cmd_grade,
 }
 
 

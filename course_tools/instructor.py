@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -95,7 +96,11 @@ def _env() -> dict[str, str]:
 def cmd_release(args: argparse.Namespace) -> int:
     course = load_course(args)
     source = course.root / course.source_directory
-    names = sorted(p.name for p in source.iterdir() if p.is_dir()) if args.all else [args.assignment]
+    available = sorted(p.name for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
+    names = available if args.all else [args.assignment]
+    unknown = [n for n in names if n not in available]
+    if unknown or not names:
+        sys.exit(f"no assignment {unknown or ''} in {source}; there are: {', '.join(available) or 'none'}")
     for name in names:
         nbgrader(course, "generate_assignment", name, "--force", progress=f"generate {name}")
         if not args.no_exchange:
@@ -105,27 +110,71 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_zip_args(zips: list[str], pattern: str) -> re.Pattern:
+    """Fail with a clear message, before anything is copied, on a missing zip or a bad pattern."""
+    for z in zips:
+        if not Path(z).is_file():
+            sys.exit(f"no such file: {z}")
+        if not zipfile.is_zipfile(z):
+            sys.exit(f"not a zip archive: {z}")
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        sys.exit(f"--pattern is not a valid regular expression: {exc}")
+    missing = {"student_id", "file_id"} - set(regex.groupindex)
+    if missing:
+        sys.exit(f"--pattern needs the named groups {sorted(missing)}, e.g. (?P<student_id>...)")
+    return regex
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     course = load_course(args)
     a = args.assignment
     if not args.zip:
         nbgrader(course, "collect", a, "--update")
     else:
-        archive = course.root / "downloaded" / a / "archive"
-        archive.mkdir(parents=True, exist_ok=True)
+        regex = check_zip_args(args.zip, args.pattern)
+        downloaded = course.root / "downloaded" / a
+        for folder in ("archive", "extracted"):  # this download only: earlier ones were collected
+            shutil.rmtree(downloaded / folder, ignore_errors=True)
+        (downloaded / "archive").mkdir(parents=True)
         for z in args.zip:
-            shutil.copy2(z, archive / Path(z).name)
+            shutil.copy2(z, downloaded / "archive" / Path(z).name)
+        names = [
+            str(downloaded / "extracted" / Path(z).stem / n)  # where zip_collect will unpack it
+            for z in args.zip
+            for n in zipfile.ZipFile(z).namelist()
+            if n.endswith(".ipynb")
+        ]
+        matched = [n for n in names if regex.match(n)]
         nbgrader(
             course, "zip_collect", a, "--force", f"--FileNameCollectorPlugin.named_regexp={args.pattern}"
         )
+        unmatched = sorted(set(names) - set(matched))
+        if unmatched:
+            print(f"{len(unmatched)} notebook(s) did not match --pattern and were not collected:")
+            print("  " + "\n  ".join(str(Path(n).relative_to(downloaded)) for n in unmatched[:20]))
     submitted = course.root / course.submitted_directory
     students = sorted(p.name for p in submitted.iterdir() if (p / a).is_dir()) if submitted.is_dir() else []
     print(f"{len(students)} submission(s) of {a} in {submitted}")
     return 0
 
 
+def released_assignments(course: CourseInfo) -> list[str]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url, course.course_id) as gb:
+        return sorted(a.name for a in gb.assignments)
+
+
 def cmd_autograde(args: argparse.Namespace) -> int:
     course = load_course(args)
+    known = released_assignments(course)
+    if args.assignment not in known:
+        sys.exit(
+            f"{args.assignment} is not in the gradebook: run `release {args.assignment}` first "
+            f"(the gradebook has: {', '.join(known) or 'nothing'})"
+        )
     if not args.no_sandbox:
         reason = unavailable_reason()
         if reason:

@@ -18,13 +18,16 @@ ASSIGNMENT = "ps01_backprop"
 
 
 def make_course(
-    base: Path, db_url: str | None = None, assignments: tuple[str, ...] = (ASSIGNMENT,)
+    base: Path,
+    db_url: str | None = None,
+    assignments: tuple[str, ...] = (ASSIGNMENT,),
+    release_args: tuple[str, ...] = (),
 ) -> Course:
     """A course directory with the repository's config and the source of `assignments`, released."""
     course = Course.create(base / "course", exchange=base / "exchange", db_url=db_url)
     for a in assignments:
         shutil.copytree(REPO / "solutions" / a, course.root / "solutions" / a)
-        instructor(course, "release", a)
+        instructor(course, "release", a, *release_args)
     return course
 
 
