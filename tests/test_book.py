@@ -1,7 +1,8 @@
 """The book builds with warnings as errors, every page in the TOC renders, and nothing secret reaches it.
 
 The build runs once per test session into a temporary directory (cold, like CI's),
-through the same wrapper `python3 dev.py book` uses.
+through the same wrapper `python3 dev.py book` uses (the `html` fixture in conftest.py,
+shared with the browser tests).
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ def toc_files() -> list[str]:
     for part in toc.get("parts", []):
         walk(part.get("chapters"))
     return files
-
-
-@pytest.fixture(scope="session")
-def html(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("book")
-    rc = build(out, rebuild_all=True)
-    assert rc == 0, "the book build failed; the chapter and cell are printed above"
-    return out / "_build" / "html"
 
 
 def page(html: Path, docname: str) -> BeautifulSoup:

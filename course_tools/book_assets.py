@@ -1,0 +1,45 @@
+"""Sphinx extension: pages that load with no console error, for a reader with no network.
+
+Listed in _config.yml (`sphinx: extra_extensions`). The browser tests found two errors
+in every page Jupyter Book 1 writes, and this fixes both where they arise:
+
+- sphinx-thebe adds its configuration script (`const THEBE_JS_URL = ...`) each time the
+  builder reads documents, and the build reads twice, so each page declared the constant
+  twice: "Uncaught SyntaxError: Identifier 'THEBE_JS_URL' has already been declared".
+  Each page now gets each inline script once.
+- pydata-sphinx-theme reads its colour mode from `html_context["default_mode"]`; unset, the
+  page starts with mode "" and logs "Got invalid theme mode". It is now "auto" (follow the
+  reader's system setting), unless the configuration names one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.config import Config
+
+
+def _default_mode(app: Sphinx, config: Config) -> None:
+    config.html_context = {"default_mode": "auto", **(config.html_context or {})}
+
+
+def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for js in scripts:
+        key = (str(js), repr(sorted(getattr(js, "attributes", {}).items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(js)
+    context["script_files"] = unique
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", _default_mode)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
