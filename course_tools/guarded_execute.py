@@ -90,6 +90,16 @@ class GuardedExecute(Execute):
         )
         return self.km
 
+    setup_timeout = Integer(300, help="Seconds for the grader's own guard cell (imports torch).").tag(
+        config=True
+    )
+
+    def _get_timeout(self, cell: NotebookNode | None) -> int | None:
+        """The guard cell is the grader's, not the student's: it gets the longer setup timeout."""
+        if cell is not None and cell.get("metadata", {}).get("course_guard"):
+            return max(self.setup_timeout, self.timeout or 0)
+        return super()._get_timeout(cell)
+
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
         cell = kwargs["cell"]
@@ -187,12 +197,21 @@ class GuardedExecute(Execute):
             shutil.rmtree(self._runtime, ignore_errors=True)
 
     def _replay(self, cells, replay: list[int]) -> None:
-        """Re-run, in a fresh kernel, the non-test cells that ran before a crash (outputs kept as they were)."""
+        """Re-run, in a fresh kernel, the non-test cells that ran before a crash (outputs kept as they were).
+
+        A replayed cell that fails or times out again is noted and skipped: the tests that
+        need it then fail on their own, and the notebook is still graded to the end.
+        """
         for j in replay:
             original = cells[j]
             scratch = copy.deepcopy(original)
             try:
                 self.execute_cell(scratch, j, store_history=True)
+            except (CellTimeoutError, TimeoutError, RuntimeError) as exc:
+                label = nbgrader_meta(original).get("grade_id") or f"cell {j}"
+                self._events["crashes"].append(
+                    {"cell": label, "kind": "replay failed", "detail": str(exc)[:200]}
+                )
             finally:
                 self.nb.cells[j] = original
 

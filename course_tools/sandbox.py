@@ -159,6 +159,7 @@ def wrap(
         args += ["--symlink", target, link]
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--perms", "0777", "--dir", kernel_environment()["HOME"]]  # IPython and matplotlib write here
     made = {p for p in made if Path("/tmp") not in p.parents and p != Path("/tmp")}
     args += bind("--bind", workdir) + bind("--bind", runtime_dir)
     args += ["--chdir", str(workdir), "--"]

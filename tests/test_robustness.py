@@ -37,7 +37,7 @@ from course_tools.nbgrader_cli import Course
 from course_tools.submissions import solution_answers
 
 pytestmark = pytest.mark.slow
-LIMITS = ("--cell-timeout", "15", "--timeout", "300", "--memory", "3")
+LIMITS = ("--cell-timeout", "30", "--timeout", "300", "--memory", "3")
 # Graded twice to prove re-running changes nothing: the cases whose grading is least deterministic.
 REGRADE = ("reference", "os-exit", "monkeypatch-torch", "duplicated-ids")
 

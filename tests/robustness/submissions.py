@@ -133,7 +133,7 @@ def renamed_and_extra(release, answers):
 def huge_output(release, answers):
     nb = fill(
         release,
-        {**answers, "two_layer_backward": 'print("x" * 30_000_000)\n' + answers["two_layer_backward"]},
+        {**answers, "two_layer_backward": 'print("x" * 6_000_000)\n' + answers["two_layer_backward"]},
     )
     stored = nbformat.v4.new_output("stream", name="stdout", text="y" * 20_000_000)
     cell(nb, "two_layer_backward").outputs = [stored]  # a huge stored output in the file, too

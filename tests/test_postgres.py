@@ -1,0 +1,109 @@
+"""Parallel autograding into a PostgreSQL gradebook, on a real server started for the test.
+
+Two course directories stand for two grading machines: they share one
+PostgreSQL gradebook (nbgrader's `db_url`) and each holds half the class. Both
+run `autograde` at the same time, so two writers merge into one database while
+each runs its own sandboxed workers. Afterwards every student has exactly one
+submission with one grade per test cell and the right scores; a forced re-run
+with two workers changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from assignments.ps01_mistakes import MISTAKES
+from robustness.harness import ASSIGNMENT, REPO, instructor, make_course, max_scores, scores
+from robustness.postgres import postgres_server
+from robustness.system import ensure_bubblewrap
+
+from course_tools.gradebook_merge import consistency_problems
+from course_tools.nbgrader_cli import Course
+from course_tools.submissions import fill, solution_answers, write_submission
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def db_url():
+    with postgres_server() as url:
+        yield url
+
+
+def _start(course: Course, *args: str) -> subprocess.Popen:
+    """`instructor autograde` in the background (the harness's environment and course options)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    cmd = [
+        sys.executable,
+        "-m",
+        "course_tools.instructor",
+        "autograde",
+        ASSIGNMENT,
+        *args,
+        f"--course={course.root}",
+        f"--db-url={course.db_url}",
+        f"--course-id={course.course_id}",
+    ]
+    return subprocess.Popen(
+        cmd, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_two_machines_grade_into_one_postgresql_gradebook(db_url, tmp_path):
+    why = ensure_bubblewrap()
+    if why:
+        pytest.fail(f"the grading sandbox cannot run here: {why}")
+    a = make_course(tmp_path / "a", db_url=db_url, release_args=("--no-exchange",))
+    shutil.copytree(a.root, tmp_path / "b" / "course")
+    b = Course(root=tmp_path / "b" / "course", exchange=a.exchange, db_url=db_url)
+
+    release = nbformat.read(a.root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    answers = solution_answers(
+        nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    )
+    wrong = {m.part: m for m in MISTAKES}
+    class_ = {
+        a: {
+            "alice": fill(release, answers),
+            "bob": fill(release, {**answers, "cross_entropy": wrong["cross_entropy"].source}),
+        },
+        b: {
+            "carol": fill(release, {**answers, "sigmoid_grad": wrong["sigmoid_grad"].source}),
+            "dave": release,
+        },
+    }
+    for course, subs in class_.items():
+        for student, nb in subs.items():
+            write_submission(nb, course.root / "submitted", student, ASSIGNMENT, ASSIGNMENT)
+
+    running = [_start(course, "--jobs", "1") for course in (a, b)]
+    for proc in running:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"{out}\n{err[-3000:]}"
+        assert "2 graded" in out, out
+    assert "postgresql" in db_url
+
+    first = scores(a)
+    maxima = max_scores(a)
+    full = sum(maxima.values())
+    assert sorted(first) == ["alice", "bob", "carol", "dave"]
+    assert sum(first["alice"].values()) == full
+    assert (
+        first["bob"]["test_cross_entropy"] == 0
+        and sum(first["bob"].values()) == full - maxima["test_cross_entropy"]
+    )
+    assert first["carol"]["test_sigmoid_grad"] == 0
+    assert sum(first["dave"].values()) == 0
+    assert not consistency_problems(db_url, a.course_id, ASSIGNMENT)
+
+    instructor(a, "autograde", ASSIGNMENT, "--jobs", "2", "--force")
+    assert scores(a) == first
+    assert not consistency_problems(db_url, a.course_id, ASSIGNMENT)
