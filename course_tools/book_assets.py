@@ -5,7 +5,8 @@ in every page Jupyter Book 1 writes, and this fixes both where they arise:
 
 - sphinx-thebe adds its configuration script (`const THEBE_JS_URL = ...`) each time the
   builder reads documents, and the build reads twice, so each page declared the constant
-  twice: "Uncaught SyntaxError: Identifier 'THEBE_JS_URL' has already been declared".
+  twice: "Uncaught SyntaxError: Identifier 'THEBE_JS_URL' has already been declared" (the
+  second copy has filename "" where the first has None, so Sphinx's own check keeps both).
   Each page now gets each inline script once.
 - pydata-sphinx-theme reads its colour mode from `html_context["default_mode"]`; unset, the
   page starts with mode "" and logs "Got invalid theme mode". It is now "auto" (follow the
@@ -30,8 +31,8 @@ def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict
         return
     seen: set[tuple[str, str]] = set()
     unique = []
-    for js in scripts:
-        key = (str(js), repr(sorted(getattr(js, "attributes", {}).items())))
+    for js in scripts:  # one copy has filename None, the other "" (both inline): compare what the page gets
+        key = (str(getattr(js, "filename", js) or ""), repr(sorted(getattr(js, "attributes", {}).items())))
         if key in seen:
             continue
         seen.add(key)
