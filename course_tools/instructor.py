@@ -198,6 +198,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
 
 
 def hidden_test_lines(course: CourseInfo, assignment: str) -> list[str]:
+    """Lines of the hidden tests that students never see (a line the release also shows is no secret)."""
+    import nbformat
     from nbgrader.api import Gradebook
 
     from .guard_plan import hidden_lines
@@ -207,7 +209,12 @@ def hidden_test_lines(course: CourseInfo, assignment: str) -> list[str]:
         for nb in gb.find_assignment(assignment).notebooks:
             for cell in nb.source_cells:
                 out += hidden_lines(cell.source or "")
-    return out
+    shown: set[str] = set()
+    for path in (course.root / course.release_directory / assignment).glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            shown.update(line.strip() for line in cell.source.split("\n"))
+    # Short lines ("forbidden = (") also occur, spaces removed, in ordinary code: not evidence.
+    return [line for line in out if line not in shown and len(line) >= 25]
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:

@@ -117,7 +117,8 @@ def test_student_code_read_nothing_it_should_not(run: Run):
     assert "SNOOP DENIED" in text, text[:2000]
     assert "SNOOP READ" not in text, [ln for ln in text.splitlines() if "SNOOP READ" in ln]
     root = re.search(r"SNOOP ROOT (\[.*\])", text)
-    assert root and "work" not in root.group(1) and "root" not in root.group(1), root
+    # Only system folders and the parents of the bound venv/course_lib exist; no /root, /home, /srv.
+    assert root and not {"'root'", "'home'", "'srv'"} & set(root.group(1)[1:-1].split(", ")), root
     leaked = [h for h in _hidden(run) if h in text]
     assert not leaked, f"hidden test code reached the snooping submission: {leaked[:3]}"
 
