@@ -9,7 +9,7 @@ The grader (course_tools.guarded_execute) counters that with this module:
 1. a first cell, run in a fresh kernel before any student code, calls `install`:
    it snapshots the protected modules (torch, numpy, course_lib, builtins, ...)
    and classes, makes module attributes read-only (`torch.allclose = f` raises),
-   and adds an audit hook (PEP 578, cannot be removed) that refuses class patches,
+   and adds an audit hook (course_tools.guard_hook; PEP 578, cannot be removed) that refuses class patches,
    `__code__` swaps, ctypes, gc/frame introspection, tracing and new processes;
 2. every test cell is wrapped as `begin(gid)` + one `if` block holding the test
    and `end(gid)`: `begin` puts back everything the notebook replaced (and says
@@ -39,8 +39,9 @@ import sys
 import types
 from typing import Any
 
+from .guard_hook import MARK_TEST, make_hook, trusted_code
+
 MARK_INSTALL = "#@course-guard install"
-MARK_TEST = "#@course-guard test "
 SEAL_PREFIX = "[course-guard seal]"
 NOTICE_PREFIX = "[course-guard]"
 PROTECTED_MODULES = [
@@ -61,30 +62,6 @@ PROTECTED_MODULES = [
     "course_lib.checks",
 ]
 CLASS_PREFIXES = ("torch", "numpy", "course_lib")
-_SITE = os.path.dirname(os.path.dirname(importlib.import_module("ipykernel").__file__))
-_COURSE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRUSTED_FILES = (
-    "<frozen importlib",
-    os.path.join(_SITE, "torch", ""),
-    os.path.join(_SITE, "numpy", ""),
-    os.path.join(_COURSE, "course_lib", ""),
-)
-BLOCKED_EVENTS = (
-    "ctypes.",
-    "gc.get_objects",
-    "gc.get_referrers",
-    "gc.get_referents",
-    "sys._current_frames",
-    "sys.settrace",
-    "sys.setprofile",
-    "subprocess.Popen",
-    "os.system",
-    "os.exec",
-    "os.posix_spawn",
-    "os.spawn",
-    "pty.spawn",
-)
-FRAME_ATTRS = ("tb_frame", "f_back", "gi_frame", "cr_frame", "ag_frame")
 SHELL_LISTS = ("ast_transformers", "input_transformers_post", "input_transformers_cleanup")
 _MISSING = object()
 
@@ -288,7 +265,7 @@ def install(spec_path: str) -> None:
         if m is not builtins:  # ipykernel rebinds builtins.input on every execution
             m.__class__ = _guarded_class(type(m), snap[m.__name__])
     sys.addaudithook(
-        _make_hook(
+        make_hook(
             key=key,
             nonce=nonce,
             expected=spec["tests"],
@@ -358,11 +335,6 @@ def _benign(owner: Any, name: str, now: Any, was: Any) -> bool:
     return False
 
 
-def trusted_code(code: types.CodeType) -> bool:
-    """Library code allowed to rebind protected names (torch rebinds some of its own on first use)."""
-    return code.co_filename.startswith(TRUSTED_FILES)
-
-
 def _guarded_class(base: type, saved: dict[str, Any]) -> type:
     """A module class whose protected attributes only the libraries themselves may replace."""
 
@@ -386,121 +358,3 @@ def _guarded_class(base: type, saved: dict[str, Any]) -> type:
         base.__delattr__(self, name)
 
     return type("GuardedModule", (base,), {"__setattr__": __setattr__, "__delattr__": __delattr__})
-
-
-def _make_hook(
-    *,
-    key: bytes,
-    nonce: str,
-    expected: dict[str, str],
-    expected_codes: dict[str, list[types.CodeType]],
-    user_ns: dict,
-    end_code: types.CodeType,
-    guard_codes: set,
-    protected_function_ids: set,
-    protected_modules: list,
-    state: dict,
-):
-    """The audit hook. Only it holds the key; it keeps no reference reachable from Python code."""
-    from _hashlib import hmac_digest
-
-    getframe, code_type, str_type, bytes_type = sys._getframe, types.CodeType, str, bytes
-    busy = [False]
-    cell: dict[str, Any] = {"gid": None, "file": None, "pos": 0, "ok": False}
-    expected_src = {gid: src.rstrip("\n") for gid, src in expected.items()}
-    mark = MARK_TEST
-
-    def deny(event: str) -> None:
-        state["blocked"].append(event)
-        raise PermissionError(f"{event} is not allowed while this notebook is graded")
-
-    def hook(event: str, args: tuple) -> None:
-        if busy[0]:
-            return
-        busy[0] = True
-        try:
-            _dispatch(event, args)
-        finally:
-            busy[0] = False
-
-    def _dispatch(event: str, args: tuple) -> None:
-        if event == "compile":
-            src = args[0]
-            if type(src) is bytes_type:
-                src = src.decode("utf-8", "replace")
-            if type(src) is str_type and src.startswith(mark):
-                gid = src[len(mark) : src.find("\n")].strip()
-                ok = expected_src.get(gid) == src.rstrip("\n")
-                cell.update(gid=gid, file=args[1], pos=0, ok=ok)
-        elif event == "exec":
-            code = args[0]
-            if cell["gid"] is not None and type(code) is code_type and code.co_filename == cell["file"]:
-                codes = expected_codes.get(cell["gid"], ())
-                pos = cell["pos"]
-                if pos < len(codes) and code == codes[pos]:
-                    cell["pos"] = pos + 1
-                else:
-                    cell["ok"] = False
-        elif event == "course.guard.seal":
-            gid, out = args
-            codes = expected_codes.get(gid, ())
-            caller = _caller()  # end(), which called sys.audit
-            test_frame = caller.f_back if caller is not None else None
-            if (
-                cell["gid"] == gid
-                and cell["ok"]
-                and cell["pos"] == len(codes)
-                and caller.f_code is end_code
-                and test_frame is not None
-                and test_frame.f_code == codes[-1]
-                and test_frame.f_globals is user_ns
-            ):
-                out.append(hmac_digest(key, f"{gid}:{nonce}".encode(), "sha256").hex())
-            cell["gid"] = None
-        elif event == "object.__getattr__":
-            if args[1] in FRAME_ATTRS:
-                target = getattr(args[0], args[1], None)
-                if target is not None and target.f_code in hook_codes:
-                    deny("frame access into the grader")
-        elif event == "sys._getframe":
-            if args[0].f_code in hook_codes:
-                deny("frame access into the grader")
-        elif event in ("object.__setattr__", "object.__delattr__"):
-            obj, name = args[0], args[1]
-            caller = _caller()
-            if caller is not None and _from_guard(caller):
-                return
-            if caller is not None and trusted_code(caller.f_code):
-                return
-            if id(obj) in protected_function_ids and name in ("__code__", "__defaults__", "__kwdefaults__"):
-                deny(f"replacing {getattr(obj, '__qualname__', '?')}.{name}")
-            elif isinstance(obj, types.ModuleType) and name == "__class__" and obj in protected_modules:
-                deny(f"replacing the class of module {obj.__name__}")
-        elif event == "open":
-            path = args[0]
-            if isinstance(path, str | bytes):
-                p = os.fsdecode(path)
-                if p.startswith("/proc/") and p.rsplit("/", 1)[-1] in ("mem", "environ", "pagemap"):
-                    deny(f"open {p}")
-        elif event.startswith(BLOCKED_EVENTS):
-            deny(event)
-
-    def _caller() -> Any:
-        """The Python frame whose operation raised the event (skipping the hook's own frames)."""
-        frame = getframe(1)
-        while frame is not None and frame.f_code in hook_codes:
-            frame = frame.f_back
-        return frame
-
-    def _from_guard(frame: Any) -> bool:
-        """True when the guard's own restore() (or install) is the one putting values back."""
-        for _ in range(3):
-            if frame is None:
-                return False
-            if frame.f_code in guard_codes:
-                return True
-            frame = frame.f_back
-        return False
-
-    hook_codes = {hook.__code__, _dispatch.__code__, _caller.__code__, _from_guard.__code__, deny.__code__}
-    return hook
