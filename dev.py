@@ -6,6 +6,7 @@
     python3 dev.py exercises   regenerate exercises/ (student versions) from solutions/
     python3 dev.py bench       print the benchmark figures (book, chapters, ps01, autograde)
     python3 dev.py lint        ruff check and format check
+    python3 dev.py bundle      the student archive: HTML book, exercises, course_lib, SETUP.md (no solutions)
     python3 dev.py grade ...   the instructor's grading tool (release, collect, autograde, feedback, export, status)
 
 Every command first makes sure `.venv/` exists and holds exactly the pinned
@@ -130,12 +131,17 @@ def cmd_lint(args: list[str]) -> int:
     return rc or run([str(VENV_PY), "-m", "ruff", "format", "--check", "."])
 
 
+def cmd_bundle(args: list[str]) -> int:
+    return run([str(VENV_PY), "-m", "course_tools.bundle", *args])
+
+
 COMMANDS = {
     "book": cmd_book,
     "test": cmd_test,
     "exercises": cmd_exercises,
     "bench": cmd_bench,
     "lint": cmd_lint,
+    "bundle": cmd_bundle,
     "grade": cmd_grade,
 }
 
