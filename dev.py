@@ -29,9 +29,10 @@ VENV_PY = VENV / "bin" / "python"
 STAMP = VENV / ".course-installed"
 PINS = [ROOT / "requirements.txt", ROOT / "pyproject.toml"]
 # Debian packages the tests drive for real: the sandbox (bubblewrap), the PostgreSQL
-# gradebook, and the browser the reader-facing tests use. `dev.py test` installs the
-# missing ones when it runs as root (CI, a fresh container); otherwise it says what to run.
-SYSTEM_PACKAGES = ["bubblewrap", "postgresql", "chromium", "chromium-driver"]
+# gradebook, and the browser the reader-facing tests use, with a CJK font for the book's
+# Chinese terms. `dev.py test` installs the missing ones when it runs as root (CI, a fresh
+# container); otherwise it says what to run.
+SYSTEM_PACKAGES = ["bubblewrap", "postgresql", "chromium", "chromium-driver", "fonts-wqy-zenhei"]
 
 
 def _pins_digest() -> str:

@@ -228,6 +228,27 @@ def test_pages_are_readable_on_a_phone(driver, site: str):
     assert not problems, "\n".join(problems)
 
 
+def test_chinese_terms_are_drawn_with_a_real_font(driver, site: str):
+    """The glossary's Chinese terms are glyphs, not missing-glyph boxes (which are all alike)."""
+    driver.get(url_of(site, "book/glossary"))
+    drawn = driver.execute_script(
+        """const el = Array.from(document.querySelectorAll("article dt, article td, article p"))
+                          .find(e => e.textContent.includes("梯度爆炸"));
+           if (!el) return null;
+           const c = document.createElement("canvas"); c.width = 40; c.height = 40;
+           const ctx = c.getContext("2d");
+           ctx.font = "32px " + getComputedStyle(el).fontFamily;
+           const draw = ch => { ctx.clearRect(0, 0, 40, 40); ctx.fillText(ch, 2, 34);
+                                return Array.from(ctx.getImageData(0, 0, 40, 40).data).join(","); };
+           return ["梯", "度", "爆", "炸"].map(draw);"""
+    )
+    assert drawn, "the glossary does not show 梯度爆炸"
+    assert len(set(drawn)) == 4, (
+        "梯, 度, 爆 and 炸 are drawn identically: the browser has no font for Chinese and shows boxes "
+        "(apt-get install fonts-wqy-zenhei)"
+    )
+
+
 def test_a_broken_page_fails_with_its_name_and_a_screenshot(driver, html: Path, tmp_path: Path):
     """Faults planted in copies of a real chapter page are each reported, by page name, with a screenshot."""
     root = tmp_path / "site"
