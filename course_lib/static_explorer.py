@@ -229,14 +229,15 @@ class LiveExplorer(widgets.VBox):
         self.values = {c.name: c.default for c in explorer.controls}
         self.figure: Figure | None = None
         self.controls = {}
+        style = {"description_width": "initial"}  # the whole label, not "learning r..."
         for c in explorer.controls:
             options = [(c.fmt(v), v) for v in c.values]
             if c.widget == "slider":
                 w = widgets.SelectionSlider(
-                    options=options, value=c.default, description=c.text, continuous_update=False
+                    options=options, value=c.default, description=c.text, continuous_update=False, style=style
                 )
             else:
-                w = widgets.Dropdown(options=options, value=c.default, description=c.text)
+                w = widgets.Dropdown(options=options, value=c.default, description=c.text, style=style)
             w.observe(self._on_change, names="value")
             self.controls[c.name] = w
         self.caption = widgets.HTML()

@@ -6,6 +6,8 @@ driven in Debian's headless Chromium.
 - ps01 with the reference answers typed in (the release notebook with the solution cells'
   code from solutions/, markers removed): every cell runs without an error and Validate
   reports success.
+- The chapters' explorers in JupyterLab: the static HTML one responds to its controls in a
+  notebook's output, and `.live()` recomputes through ipywidgets when a control changes.
 - The assignment list: an instructor releases ps01 to a temporary exchange with
   `nbgrader release_assignment`; the student opens Nbgrader → Assignment List, clicks
   Fetch, then Submit, and the submission lands in the exchange's inbound folder.
@@ -59,6 +61,17 @@ def course(tmp_path_factory) -> dict[str, Path]:
     for name in ("untouched", "reference"):
         (student / name).mkdir(parents=True)
     (student / "nbgrader_config.py").write_text(config)
+    explorer = nbformat.v4.new_notebook()
+    explorer.cells = [
+        nbformat.v4.new_code_cell(
+            "from course_lib.explorers import learning_rate_explorer\n"
+            "ex = learning_rate_explorer(lrs=(0.05, 0.15, 0.21), default_lr=0.15)\n"
+            "ex"
+        ),
+        nbformat.v4.new_code_cell("live = ex.live()\nlive"),
+    ]
+    explorer.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(explorer, student / "explorer.ipynb")
     shutil.copy(RELEASE, student / "untouched" / RELEASE.name)
     answers = solution_answers(nbformat.read(SOURCE, as_version=4))
     nbformat.write(fill(nbformat.read(RELEASE, as_version=4), answers), student / "reference" / RELEASE.name)
@@ -177,3 +190,41 @@ def test_assignment_list_fetch_and_submit_through_the_exchange(driver, lab, cour
     submissions = [p for p in inbound.iterdir() if p.name.startswith(f"{getpass.getuser()}+{ASSIGNMENT}+")]
     assert submissions, f"nothing from {getpass.getuser()} in {inbound}: {list(inbound.iterdir())}"
     assert (submissions[0] / RELEASE.name).exists()
+
+
+def test_explorer_runs_static_and_live_in_jupyterlab(driver, lab):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_notebook(driver, lab, "explorer.ipynb")
+    run_all_cells(driver, timeout=300)
+    assert error_outputs(driver) == []
+    static = wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea .static-explorer"),
+        30,
+        "the static explorer",
+    )[0]
+    img = static.find_element(By.CSS_SELECTOR, "img.sx-figure")
+    before = img.get_attribute("data-key")
+    Select(static.find_element(By.CSS_SELECTOR, "select")).select_by_index(1)
+    assert img.get_attribute("data-key") != before, "the static explorer's select did nothing in JupyterLab"
+
+    def live_image(d):
+        imgs = d.find_elements(
+            By.CSS_SELECTOR, ".jupyter-widgets .jp-OutputArea-output img, .widget-output img"
+        )
+        return imgs and imgs[-1].get_attribute("src")
+
+    first = wait_for(driver, live_image, 60, "the live explorer's figure")
+    dropdown = wait_for(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-dropdown select"),
+        30,
+        "the live explorer's drop-down",
+    )[0]
+    Select(dropdown).select_by_index(1)
+    wait_for(
+        driver, lambda d: (src := live_image(d)) and src != first, 60, "the live figure to be recomputed"
+    )
+    screenshot(driver, SHOTS / "explorer_live.png", full_page=False)
