@@ -169,12 +169,11 @@ def render_gradient_flow(
     kinds = ", ".join(dict.fromkeys(f.kind for f in diagnose(record)))
     fig = plot_gradient_flow(record, title=f"depth {depth}, {activation}, {init} init: {kinds}")
     ax = fig.axes[0]
-    ax.set_ylim(1e-12, 1e4)
+    ax.set_ylim(1e-20, 1e3)  # the same scale for every setting, deep sigmoid nets included
     ax.set_xlabel("layer (input → output)")
     if depth > 12:  # too many layer names to read: keep every other one
         for k, label in enumerate(ax.get_xticklabels()):
             label.set_visible(k % 2 == 0)
-    fig.set_size_inches(6.4, 3.8)
     fig.tight_layout()
     return fig
 

@@ -72,10 +72,14 @@ class Control:
         return self.label or self.name
 
 
-def figure_to_data_uri(fig: Figure, dpi: int = 72) -> str:
-    """The figure as a base64 PNG data URI; the figure is closed afterwards."""
+def figure_to_data_uri(fig: Figure, dpi: int = 72, tight: bool = False) -> str:
+    """The figure as a base64 PNG data URI; the figure is closed afterwards.
+
+    tight=True crops to the drawn content, at the cost of drawing the figure twice; render
+    functions that call `fig.tight_layout()` themselves do not need it.
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
