@@ -59,6 +59,10 @@ def jupyter_lab(root: Path, home: Path, timeout: float = 120) -> Iterator[Lab]:
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
     env.pop("JUPYTER_DATA_DIR", None)
+    # no "Would you like to get notified about official Jupyter news?" toast over the screenshots
+    settings = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     log = home / "jupyterlab.log"
     cmd = [
         str(VENV_BIN / "jupyter"),
