@@ -108,8 +108,11 @@ def _autograded(run: Run, student: str) -> Path:
 
 
 def _hidden(run: Run) -> list[str]:
+    """Hidden-test lines students never see (a line the release also shows is no secret)."""
     source = nbformat.read(run.course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    return [h for c in source.cells for h in hidden_lines(c.source) if len(h) >= 25]
+    release = nbformat.read(run.course.root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    shown = {line.strip() for c in release.cells for line in c.source.split("\n")}
+    return [h for c in source.cells for h in hidden_lines(c.source) if len(h) >= 25 and h not in shown]
 
 
 def test_student_code_read_nothing_it_should_not(run: Run):
@@ -117,8 +120,10 @@ def test_student_code_read_nothing_it_should_not(run: Run):
     assert "SNOOP DENIED" in text, text[:2000]
     assert "SNOOP READ" not in text, [ln for ln in text.splitlines() if "SNOOP READ" in ln]
     root = re.search(r"SNOOP ROOT (\[.*\])", text)
-    # Only system folders and the parents of the bound venv/course_lib exist; no /root, /home, /srv.
-    assert root and not {"'root'", "'home'", "'srv'"} & set(root.group(1)[1:-1].split(", ")), root
+    assert root and not {"'home'", "'srv'", "'mnt'"} & set(root.group(1)[1:-1].split(", ")), root
+    assert "SNOOP COURSE False False" in text, (
+        "the course directory or the repository's solutions are visible"
+    )
     leaked = [h for h in _hidden(run) if h in text]
     assert not leaked, f"hidden test code reached the snooping submission: {leaked[:3]}"
 
