@@ -74,9 +74,11 @@ def generate(solutions: Path, dest: Path, names: list[str] | None = None) -> lis
     return errors
 
 
-def stale_files(expected: Path, actual: Path) -> list[str]:
+def stale_files(expected: Path, actual: Path, prefix: str = "") -> list[str]:
     """Paths that differ between two trees (missing, extra or changed)."""
     diffs: list[str] = []
+    if not actual.is_dir():
+        return [f"{prefix} (missing)"]
 
     def walk(cmp: filecmp.dircmp, prefix: str) -> None:
         diffs.extend(f"{prefix}{n} (missing)" for n in cmp.left_only)
@@ -85,7 +87,7 @@ def stale_files(expected: Path, actual: Path) -> list[str]:
         for sub, subcmp in cmp.subdirs.items():
             walk(subcmp, f"{prefix}{sub}/")
 
-    walk(filecmp.dircmp(expected, actual, ignore=[".ipynb_checkpoints", "__pycache__"]), "")
+    walk(filecmp.dircmp(expected, actual, ignore=[".ipynb_checkpoints", "__pycache__"]), prefix)
     return diffs
 
 
@@ -100,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             errors = generate(solutions, Path(tmp), args.names or None)
-            diffs = stale_files(Path(tmp), exercises) if not errors else []
+            if errors:
+                diffs = []
+            elif args.names:  # compare only the named assignments' folders
+                diffs = [d for n in args.names for d in stale_files(Path(tmp) / n, exercises / n, f"{n}/")]
+            else:
+                diffs = stale_files(Path(tmp), exercises)
         for e in errors:
             print(f"[exercises] {e}", file=sys.stderr)
         if diffs:
