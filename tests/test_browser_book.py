@@ -211,6 +211,9 @@ def test_pages_are_readable_on_a_phone(driver, site: str):
                            sidebarOver: !!sr && sr.width > 0 && sr.right > 1 && getComputedStyle(side).visibility !== "hidden"};"""
             )
             shot = screenshot(driver, SCREENSHOTS / "phone" / f"{safe_name(name)}.png", full_page=False)
+            # a page wider than the phone makes the browser zoom out (innerWidth grows past the device width)
+            m["scroll"] = max(m["scroll"], m["viewport"])
+            m["viewport"] = PHONE["width"]
             if m["scroll"] > m["viewport"] + 2:
                 problems.append(
                     f"{name}: the page scrolls sideways ({m['scroll']} px wide on a {m['viewport']} px screen); {shot}"
