@@ -121,8 +121,10 @@ def test_student_code_read_nothing_it_should_not(run: Run):
     assert "SNOOP READ" not in text, [ln for ln in text.splitlines() if "SNOOP READ" in ln]
     root = re.search(r"SNOOP ROOT (\[.*\])", text)
     assert root and not {"'home'", "'srv'", "'mnt'"} & set(root.group(1)[1:-1].split(", ")), root
-    assert "SNOOP COURSE False False" in text, (
-        "the course directory or the repository's solutions are visible"
+    # The kernel's own scratch folder lies inside the course's .grading/, so the course path exists
+    # in the sandbox, but nothing else of it: no solutions, gradebook or submissions.
+    assert "SNOOP COURSE False False False False" in text, (
+        "the course's or the repository's files are visible"
     )
     leaked = [h for h in _hidden(run) if h in text]
     assert not leaked, f"hidden test code reached the snooping submission: {leaked[:3]}"
