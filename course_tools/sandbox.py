@@ -142,7 +142,10 @@ def wrap(
     ]
     for name, value in kernel_environment().items():
         args += ["--setenv", name, value]
-    made: set[Path] = set()
+    # The private /tmp first: binds below may lie under /tmp (a checkout or venv in /tmp), and a
+    # tmpfs mounted after them would hide them.
+    args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+    made: set[Path] = {Path("/tmp")}
 
     def bind(option: str, path: Path) -> list[str]:
         # bwrap would create missing parents with mode 0700, closed to the kernel's user.
@@ -158,9 +161,7 @@ def wrap(
     for target, link in symlinked_system_paths():
         args += ["--symlink", target, link]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--perms", "0777", "--dir", kernel_environment()["HOME"]]  # IPython and matplotlib write here
-    made = {p for p in made if Path("/tmp") not in p.parents and p != Path("/tmp")}
     args += bind("--bind", workdir) + bind("--bind", runtime_dir)
     args += ["--chdir", str(workdir), "--"]
     args += [
