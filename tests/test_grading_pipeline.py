@@ -202,7 +202,9 @@ def test_feedback_never_shows_hidden_tests(graded: GradedRun):
 def test_feedback_of_blank_release_shows_no_solution(graded: GradedRun):
     released = {re.sub(r"\s+", "", ln) for c in graded.release_nb.cells for ln in c.source.split("\n")}
     solution = [
-        ln for ln in _region_lines(graded.source_nb, "### BEGIN SOLUTION", "### END SOLUTION") if ln not in released
+        ln
+        for ln in _region_lines(graded.source_nb, "### BEGIN SOLUTION", "### END SOLUTION")
+        if ln not in released
     ]
     assert solution
     text = _text(graded.feedback["bob"])
