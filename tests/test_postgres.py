@@ -10,16 +10,21 @@ with two workers changes nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 from assignments.ps01_mistakes import MISTAKES
-from robustness.harness import ASSIGNMENT, REPO, instructor, make_course, max_scores, scores
+from robustness.harness import (
+    ASSIGNMENT,
+    REPO,
+    instructor,
+    instructor_command,
+    make_course,
+    max_scores,
+    scores,
+)
 from robustness.postgres import postgres_server
 from robustness.system import ensure_bubblewrap
 
@@ -38,20 +43,7 @@ def db_url():
 
 def _start(course: Course, *args: str) -> subprocess.Popen:
     """`instructor autograde` in the background (the harness's environment and course options)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    cmd = [
-        sys.executable,
-        "-m",
-        "course_tools.instructor",
-        "autograde",
-        ASSIGNMENT,
-        *args,
-        f"--course={course.root}",
-        f"--db-url={course.db_url}",
-        f"--course-id={course.course_id}",
-    ]
+    cmd, env = instructor_command(course, "autograde", ASSIGNMENT, *args)
     return subprocess.Popen(
         cmd, cwd=course.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -1,22 +1,11 @@
 """Realistic wrong answers to ps03_vanishing, one solution cell each.
 
-Each Mistake replaces the solution cell whose grade_id is `part` with `source`. The
-grading tests prove that every one of them loses the points of test_<part> and of no
-other part, so the catalog doubles as a record of what the tests are able to catch.
+See catalog.py for what a Mistake holds and what the grading tests prove with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Mistake:
-    part: str  # grade_id of the solution cell it replaces, e.g. "sigmoid_grad"
-    name: str  # short slug, e.g. "forgot_to_apply_sigmoid"
-    description: str  # what the student did wrong
-    source: str  # the full replacement source of that solution cell (def included, no solution markers)
-
+from assignments.catalog import Mistake
 
 ASSIGNMENT = "ps03_vanishing"
 

@@ -31,10 +31,8 @@ def make_course(
     return course
 
 
-def instructor(
-    course: Course, *args: str, check: bool = True, timeout: float = 1200
-) -> subprocess.CompletedProcess:
-    """Run `python -m course_tools.instructor ARGS` in the course, as an instructor would."""
+def instructor_command(course: Course, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `python -m course_tools.instructor ARGS` for this course."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -48,6 +46,14 @@ def instructor(
         f"--course-id={course.course_id}",
         f"--exchange={course.exchange}",
     ]
+    return cmd, env
+
+
+def instructor(
+    course: Course, *args: str, check: bool = True, timeout: float = 1200
+) -> subprocess.CompletedProcess:
+    """Run `python -m course_tools.instructor ARGS` in the course, as an instructor would."""
+    cmd, env = instructor_command(course, *args)
     proc = subprocess.run(cmd, cwd=course.root, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
