@@ -116,3 +116,30 @@ def batches(
     order = order.to(x.device)
     stop = n - n % batch_size if drop_last else n
     return ((x[idx], y[idx]) for idx in (order[s : s + batch_size] for s in range(0, stop, batch_size)))
+
+
+def adding_problem(
+    n: int, T: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n sequences of the adding problem (Hochreiter & Schmidhuber 1997, experiment 4).
+
+    Each step carries a pair (value, marker): values ~ U[0, 1), and exactly two markers are 1,
+    at a uniformly random pair of distinct steps. The target, read after the last step, is the
+    sum of the two marked values. Predicting the constant 1 (the target's mean) scores a mean
+    squared error of Var(X1 + X2) = 1/6: the baseline of a model that learned nothing.
+
+    Returns x (n, T, 2) float32 and y (n, 1). Drawn from `generator`, so a seed repeats a batch.
+    """
+    if n < 1 or T < 2:
+        raise ValueError(f"need n >= 1 sequences of length T >= 2 (two distinct markers), got n={n}, T={T}")
+    values = torch.rand(n, T, generator=generator)  # (n, T)
+    first = torch.randint(0, T, (n,), generator=generator)  # (n,) uniform over the T steps
+    second = torch.randint(0, T - 1, (n,), generator=generator)  # uniform over the other T - 1
+    second += (second >= first).long()  # shift past `first`: distinct, still uniform
+    markers = torch.zeros(n, T)
+    rows = torch.arange(n)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    x = torch.stack([values, markers], dim=-1)  # (n, T, 2)
+    y = (values * markers).sum(dim=1, keepdim=True)  # (n, 1)
+    return x, y

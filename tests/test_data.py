@@ -174,3 +174,50 @@ def test_bad_batch_size_raises(batch_size):
     x, y = _data(10)
     with pytest.raises(ValueError, match="batch_size"):
         list(batches(x, y, batch_size))
+
+
+# ---------------------------------------------------------------------------- adding problem
+
+
+def test_adding_problem_shapes_markers_and_targets():
+    from course_lib.data import adding_problem
+
+    x, y = adding_problem(500, 12, torch.Generator().manual_seed(0))
+    assert x.shape == (500, 12, 2) and y.shape == (500, 1)
+    assert x.dtype == torch.float32 and y.dtype == torch.float32
+    values, markers = x[..., 0], x[..., 1]
+    assert ((values >= 0) & (values < 1)).all()
+    assert set(markers.unique().tolist()) == {0.0, 1.0}
+    assert (markers.sum(dim=1) == 2).all(), "exactly two distinct marked steps per sequence"
+    torch.testing.assert_close(y[:, 0], (values * markers).sum(dim=1))
+
+
+def test_adding_problem_positions_are_uniform_pairs_and_seeded():
+    from course_lib.data import adding_problem
+
+    T, n = 5, 20_000
+    x, _ = adding_problem(n, T, torch.Generator().manual_seed(1))
+    marked = x[..., 1].nonzero()[:, 1].reshape(n, 2)  # the two marked steps, in order
+    pairs = torch.bincount(marked[:, 0] * T + marked[:, 1], minlength=T * T).reshape(T, T)
+    expected = n / math.comb(T, 2)  # every unordered pair of distinct steps equally likely
+    upper = pairs[torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)]
+    assert pairs.diagonal().sum() == 0
+    assert ((upper - expected).abs() < 5 * math.sqrt(expected)).all(), upper
+    again, _ = adding_problem(n, T, torch.Generator().manual_seed(1))
+    assert torch.equal(x, again)
+
+
+def test_adding_problem_baseline_is_one_sixth():
+    from course_lib.data import adding_problem
+
+    _, y = adding_problem(50_000, 40, torch.Generator().manual_seed(2))
+    assert abs(y.mean().item() - 1) < 0.01
+    assert abs(((y - 1) ** 2).mean().item() - 1 / 6) < 0.005
+
+
+@pytest.mark.parametrize(("n", "T"), [(0, 5), (3, 1)])
+def test_adding_problem_bad_sizes_raise(n, T):
+    from course_lib.data import adding_problem
+
+    with pytest.raises(ValueError, match="T >= 2"):
+        adding_problem(n, T)
