@@ -43,6 +43,7 @@ def format_table(
     formats: one format spec per column (".3g", "d", "" for str()), or one for every numeric
     cell. Non-numeric cells are written with str(). Every row must have len(headers) cells.
     """
+    headers = [str(h) for h in headers]  # numbers as headers: the settings of each column
     width = len(headers)
     if isinstance(formats, str) or formats is None:
         formats = [formats or ""] * width
@@ -61,7 +62,7 @@ def format_table(
         return "  ".join([first, *rest]).rstrip()
 
     out = [title] if title else []
-    out += [line(list(headers)), "  ".join("-" * w for w in widths)]
+    out += [line(headers), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells]
     return "\n".join(out)
 

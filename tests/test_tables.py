@@ -61,3 +61,8 @@ def test_format_table_rejects_ragged_rows_and_wrong_formats():
 def test_print_table(capsys):
     print_table(["a", "b"], [(1, 2.5)], ["d", ".1f"])
     assert capsys.readouterr().out.split("\n")[2].split() == ["1", "2.5"]
+
+
+def test_numeric_headers_are_written_as_text():
+    text = format_table(["radius", 0.5, 8], [("rnn", 1e-13, 3.6e10)], ".1e")
+    assert text.split("\n")[0].split() == ["radius", "0.5", "8"]
