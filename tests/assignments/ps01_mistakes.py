@@ -5,7 +5,7 @@ See catalog.py for what a Mistake holds and what the grading tests prove with it
 
 from __future__ import annotations
 
-from assignments.catalog import Mistake
+from assignments.catalog import Alternative, Mistake
 
 ASSIGNMENT = "ps01_backprop"
 
@@ -248,6 +248,27 @@ MISTAKES: list[Mistake] = [
     return torch.tensor(grads, dtype=x.dtype)
 ''',
     ),
+    Mistake(
+        "central_difference",
+        "ignores_eps",
+        "always perturbs by the usual 1e-6, whatever eps it is given",
+        '''def central_difference(f, x, eps=1e-6):
+    """Numerical gradient of a scalar function f at x by central differences."""
+    h = 1e-6
+    x_work = x.detach().clone()
+    flat = x_work.view(-1)
+    grad = torch.zeros_like(x_work)
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + h
+        f_plus = float(f(x_work))
+        flat[i] = old - h
+        f_minus = float(f(x_work))
+        flat[i] = old
+        grad.view(-1)[i] = (f_plus - f_minus) / (2 * h)
+    return grad
+''',
+    ),
     # ------------------------------------------------------------------ part 6: relative_error
     Mistake(
         "relative_error",
@@ -342,6 +363,20 @@ MISTAKES: list[Mistake] = [
     for name, value in params.items():
         numeric = central_difference(lambda t, name=name: f({**params, name: t}), value, eps)
         if relative_error(numeric, grads[name]) > 1e-6:
+            wrong.append(name)
+    return sorted(wrong)
+''',
+    ),
+    Mistake(
+        "find_wrong_gradients",
+        "ignores_eps",
+        "calls central_difference without passing on the eps it is given, so the default 1e-6 is always used",
+        '''def find_wrong_gradients(f, params, grads, eps=1e-6, threshold=1e-6):
+    """Sorted names in params whose hand-written gradient disagrees with central differences."""
+    wrong = []
+    for name, value in params.items():
+        numeric = central_difference(lambda t, name=name: f({**params, name: t}), value)
+        if relative_error(numeric, grads[name]) > threshold:
             wrong.append(name)
     return sorted(wrong)
 ''',
@@ -470,6 +505,145 @@ MISTAKES: list[Mistake] = [
     optimizer.step()
     with torch.no_grad():
         return loss_fn(model(x), y).item()
+''',
+    ),
+]
+
+ALTERNATIVES: list[Alternative] = [
+    Alternative(
+        "sigmoid_grad",
+        "product_of_two_sigmoids",
+        "sigma(z) * sigma(-z), since 1 - sigma(z) = sigma(-z): another stable formula",
+        '''def sigmoid_grad(z):
+    """Derivative of the logistic sigmoid, elementwise."""
+    return torch.sigmoid(z) * torch.sigmoid(-z)
+''',
+    ),
+    Alternative(
+        "sigmoid_grad",
+        "float64_inside",
+        "computes in float64 under torch.no_grad() and casts back to the input's dtype",
+        '''def sigmoid_grad(z):
+    """Derivative of the logistic sigmoid, elementwise."""
+    with torch.no_grad():
+        s = torch.sigmoid(z.to(torch.float64))
+        return (s - s * s).to(z.dtype)
+''',
+    ),
+    Alternative(
+        "cross_entropy",
+        "gather_and_loop",
+        "a Python loop over the rows with math.log, and the label's logit read row by row",
+        '''def cross_entropy(logits, y):
+    """Mean cross-entropy of integer labels y (N,) under logits (N, C); a 0-d tensor."""
+    total = 0.0
+    for row, label in zip(logits.double(), y.tolist()):
+        m = row.max()
+        total += float(m + torch.log(torch.exp(row - m).sum()) - row[label])
+    return torch.tensor(total / logits.shape[0], dtype=logits.dtype)
+''',
+    ),
+    Alternative(
+        "cross_entropy_grad",
+        "manual_softmax_scatter",
+        "softmax written out with the row maximum subtracted, and the label's -1 placed with scatter_add_",
+        '''def cross_entropy_grad(logits, y):
+    """Gradient of the mean cross-entropy with respect to the logits, shape (N, C)."""
+    e = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+    p = e / e.sum(dim=1, keepdim=True)
+    p = p.scatter_add(1, y[:, None], -torch.ones(len(y), 1, dtype=logits.dtype))
+    return p / len(y)
+''',
+    ),
+    Alternative(
+        "two_layer_backward",
+        "einsum_and_where",
+        "einsum for the products, torch.where for the relu, computed under torch.no_grad()",
+        '''def two_layer_backward(x, W1, b1, W2, b2, dlogits):
+    """Gradients of L with respect to W1, b1, W2, b2 given dlogits = dL/dlogits."""
+    with torch.no_grad():
+        z1 = torch.einsum("nd,hd->nh", x, W1) + b1
+        h = torch.where(z1 > 0, z1, torch.zeros_like(z1))
+        dz1 = torch.where(z1 > 0, torch.einsum("nc,ch->nh", dlogits, W2), torch.zeros_like(z1))
+        return {
+            "W1": torch.einsum("nh,nd->hd", dz1, x),
+            "b1": dz1.sum(0),
+            "W2": torch.einsum("nc,nh->ch", dlogits, h),
+            "b2": dlogits.sum(0),
+        }
+''',
+    ),
+    Alternative(
+        "central_difference",
+        "fresh_copies_with_warning",
+        "two fresh copies per entry made with torch.tensor(x), which prints a harmless UserWarning",
+        '''def central_difference(f, x, eps=1e-6):
+    """Numerical gradient of a scalar function f at x by central differences."""
+    grad = torch.zeros_like(x)
+    for i in range(x.numel()):
+        up, down = torch.tensor(x), torch.tensor(x)
+        up.view(-1)[i] += eps
+        down.view(-1)[i] -= eps
+        grad.view(-1)[i] = (f(up).item() - f(down).item()) / (2 * eps)
+    return grad
+''',
+    ),
+    Alternative(
+        "relative_error",
+        "numpy_norms",
+        "the norms computed with numpy.linalg.norm on flattened arrays",
+        '''def relative_error(a, b):
+    """||a - b|| / max(||a|| + ||b||, 1e-12), norms over all entries; a Python float."""
+    import numpy as np
+
+    av = a.detach().double().numpy().ravel()
+    bv = b.detach().double().numpy().ravel()
+    den = np.linalg.norm(av) + np.linalg.norm(bv)
+    return float(np.linalg.norm(av - bv) / max(den, 1e-12))
+''',
+    ),
+    Alternative(
+        "find_wrong_gradients",
+        "comprehension_over_sorted_names",
+        "a list comprehension over the sorted names, the one-tensor function made with a helper",
+        '''def find_wrong_gradients(f, params, grads, eps=1e-6, threshold=1e-6):
+    """Sorted names in params whose hand-written gradient disagrees with central differences."""
+
+    def only(name):
+        return lambda t: f(dict(params, **{name: t}))
+
+    return [
+        name
+        for name in sorted(params)
+        if relative_error(central_difference(only(name), params[name], eps=eps), grads[name]) > threshold
+    ]
+''',
+    ),
+    Alternative(
+        "accumulated_gradients",
+        "split_and_set_to_none",
+        "clears .grad by setting it to None, slices with torch.split, and sums the weighted losses before one backward",
+        '''def accumulated_gradients(model, loss_fn, x, y, micro_batch_size):
+    """Leave in every .grad the full-batch gradient, forwarding micro-batches. Returns None."""
+    for p in model.parameters():
+        p.grad = None
+    n = len(x)
+    for xb, yb in zip(torch.split(x, micro_batch_size), torch.split(y, micro_batch_size)):
+        (loss_fn(model(xb), yb) * len(xb) / n).backward()
+''',
+    ),
+    Alternative(
+        "train_step",
+        "zero_grad_keep_tensors",
+        "zero_grad(set_to_none=False) and float(loss) instead of loss.item()",
+        '''def train_step(model, optimizer, loss_fn, x, y):
+    """One training step; returns the loss before the update as a float."""
+    optimizer.zero_grad(set_to_none=False)
+    output = model(x)
+    loss = loss_fn(output, y)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
 ''',
     ),
 ]
