@@ -58,7 +58,6 @@ class RunOptions:
     timeout: int = 900  # seconds per submission, wall clock, everything included
     memory_bytes: int = 4 * GiB  # address space per kernel
     sandbox: bool = True
-    guard: bool = True
     force: bool = False
     students: tuple[str, ...] = ()
     progress: bool = True
@@ -190,16 +189,22 @@ def _issues_from(answer: dict) -> list[str]:
         f"{c['cell']}: {c['kind']} ({c['detail'][:120]}); graded on from the next cell"
         for c in report.get("crashes", [])
     ]
-    issues += [
-        f"{gid}: looked passed but its result could not be verified; no points"
-        for gid in report.get("unsealed", [])
-    ]
     issues += [f"{gid}: cell timed out and was interrupted" for gid in report.get("timeouts", [])]
     issues += [f"{gid}: memory limit reached (MemoryError)" for gid in report.get("memory", [])]
-    issues += [f"guard: {n}" for n in report.get("notices", [])]
+    issues += [
+        f"{gid}: {v['error'][:160]}"
+        for gid, v in (report.get("verdicts") or {}).items()
+        if not v.get("passed") and _suspicious(v.get("error", ""))
+    ]
     if report.get("truncated"):
         issues.append(f"output cut in {len(report['truncated'])} cell(s)")
     return issues
+
+
+def _suspicious(error: str) -> bool:
+    """A failed check worth an instructor's look: a forbidden built-in, or an answer that did not cross."""
+    marks = ("ForbiddenCall", "gave no answer", "could not be read", "the answer is")
+    return any(mark in error for mark in marks)
 
 
 def _install_autograded(src: Path, dest: Path) -> None:
@@ -263,7 +268,6 @@ def autograde(course: CourseInfo, assignment: str, opts: RunOptions) -> Summary:
                 "memory_bytes": opts.memory_bytes,
                 "cpu_seconds": opts.timeout,
                 "sandbox": opts.sandbox,
-                "guard": opts.guard,
                 "runtime_root": "/tmp",
             }
             jobs.append((job, staged))

@@ -69,7 +69,6 @@ def job_config(job: dict, jobdir: Path) -> Config:
     over.Execute.timeout = int(job["cell_timeout"])
     over.Execute.startup_timeout = 120
     over.GuardedExecute.use_sandbox = bool(job.get("sandbox", True))
-    over.GuardedExecute.use_guard = bool(job.get("guard", True))
     over.GuardedExecute.memory_bytes = int(job["memory_bytes"])
     over.GuardedExecute.cpu_seconds = int(job["cpu_seconds"])
     over.GuardedExecute.report_path = str(jobdir / "report.json")
@@ -157,7 +156,7 @@ def grade(job: dict) -> dict:
 def _failure_reason(result: dict) -> str:
     text = (result.get("error") or "") + "\n" + (result.get("log") or "")
     for line in text.splitlines():
-        if "RuntimeError: the grading guard" in line or "Error" in line and "Traceback" not in line:
+        if "Error" in line and "Traceback" not in line:
             return line.strip()[:500]
     return text.strip()[-500:] or "nbgrader autograde failed"
 

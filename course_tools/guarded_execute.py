@@ -1,19 +1,19 @@
-"""nbgrader's Execute step, hardened: sandboxed kernels, guarded tests, and crashes that cost one cell.
+"""nbgrader's Execute step, hardened: sandboxed kernels, out-of-kernel verdicts, crashes that cost one cell.
 
 `GuardedExecute` replaces nbgrader's `Execute` in the autograde preprocessors
 (course_tools.grade_worker configures it). Compared with nbgrader's:
 
+- every test cell is scored by the checker outside the kernel
+  (course_tools.grading.checked_execute.CheckedExecute, which it extends);
 - the kernel starts inside course_tools.sandbox (bubblewrap, rlimits, uid nobody)
   and talks to the grader over unix sockets, as the network is gone;
-- the notebook is rewritten by course_tools.guard_plan (guard cell, sealed test
-  cells) and checked afterwards: a test that looks passed but has no seal fails;
 - when the kernel dies (os._exit, a segfault, out of memory) or ignores an
   interrupt after a cell timeout, that cell gets an error, a fresh kernel replays
   the setup and student cells before it, and grading goes on from the next cell
   (nbgrader's own Execute gives up on the whole notebook);
 - a cell's output is capped while it runs, so a print loop cannot fill the grader's memory.
 
-What happened (crashes, timeouts, unsealed tests, the guard's notices) is written
+What happened (crashes, timeouts, the checker's verdicts) is written
 as JSON to `report_path`, for the status table.
 """
 
@@ -32,11 +32,12 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
-from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, Unicode
 
 from . import sandbox
-from .guard_plan import GuardPlan, install_source, is_test_cell, nbgrader_meta
+from .grading.cells import is_test_cell, nbgrader_meta
+from .grading.checked_execute import CheckedExecute
+from .grading.checker import Checker
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -58,11 +59,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         return cmd, kw
 
 
-class GuardedExecute(Execute):
-    """Execute a submission the way nbgrader does, but sandboxed, guarded and crash tolerant."""
+class GuardedExecute(CheckedExecute):
+    """Execute a submission the way nbgrader does, but sandboxed, checked outside the kernel and crash tolerant."""
 
     use_sandbox = Bool(True, help="Start kernels inside the bubblewrap sandbox.").tag(config=True)
-    use_guard = Bool(True, help="Seal test cells (course_tools.guard).").tag(config=True)
     report_path = Unicode("", help="Where to write the JSON report of this notebook.").tag(config=True)
     runtime_root = Unicode("", help="Directory for kernels' socket directories (short path).").tag(
         config=True
@@ -90,16 +90,6 @@ class GuardedExecute(Execute):
         )
         return self.km
 
-    setup_timeout = Integer(300, help="Seconds for the grader's own guard cell (imports torch).").tag(
-        config=True
-    )
-
-    def _get_timeout(self, cell: NotebookNode | None) -> int | None:
-        """The guard cell is the grader's, not the student's: it gets the longer setup timeout."""
-        if cell is not None and cell.get("metadata", {}).get("course_guard"):
-            return max(self.setup_timeout, self.timeout or 0)
-        return super()._get_timeout(cell)
-
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
         cell = kwargs["cell"]
@@ -111,6 +101,8 @@ class GuardedExecute(Execute):
             self._events["memory"].append(label)
 
     def output(self, outs, msg, display_id, cell_index):
+        if self.link_running:  # a proxied call's reply: the grader reads it, the cell never shows it
+            return super().output(outs, msg, display_id, cell_index)
         size = len(str(msg.get("content", "")))
         used = self._output_bytes.get(cell_index, 0)
         self._output_bytes[cell_index] = used + size
@@ -130,42 +122,32 @@ class GuardedExecute(Execute):
             self.extra_arguments = [*self.extra_arguments, "--HistoryManager.enabled=False"]
         self._output_bytes: dict[int, int] = {}
         self._events: dict[str, list] = {"crashes": [], "truncated": [], "timeouts": [], "memory": []}
-        plan = GuardPlan(spec_path="") if self.use_guard else None
-        if plan is not None:
-            plan.apply(nb)
-        report: dict = {}
+        self.checker = Checker(self._run_in_kernel)
+        self.verdicts = {}
         try:
-            self._run_cells(nb, resources, plan)
+            self._run_cells(nb, resources)
         finally:
-            if plan is not None:
-                report = plan.settle(nb)
-            report.update(self._events)
+            report = {**self._events, "verdicts": self.verdicts, "calls": self.checker.calls}
             if self.report_path:
                 Path(self.report_path).write_text(json.dumps(report, indent=1))
-        if report.get("guard_error"):
-            raise RuntimeError(f"the grading guard did not start: {report['guard_error']}")
         self.set_widgets_metadata()
         return self.nb, self.resources
 
-    def _run_cells(self, nb: NotebookNode, resources, plan: GuardPlan | None) -> None:
+    def _run_cells(self, nb: NotebookNode, resources) -> None:
         cells = nb.cells
         index, replay, restarts = 0, [], 0
         while index < len(cells):
-            with self._kernel(plan):
+            with self._kernel():
                 self._replay(cells, replay)
                 while index < len(cells):
                     cell = cells[index]
                     try:
                         self.preprocess_cell(cell, resources, index)
                     except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as exc:
-                        if plan is not None and cell is plan.guard_cell:
-                            raise RuntimeError(f"the grading guard did not start: {exc}") from exc
                         self._mark_crash(cell, index, exc)
                         index += 1
                         restarts += 1
                         break
-                    if plan is not None and cell is plan.guard_cell:
-                        _check_guard_started(cell)
                     if cell.cell_type == "code" and not is_test_cell(cell):
                         replay.append(index)
                     index += 1
@@ -176,19 +158,12 @@ class GuardedExecute(Execute):
                 break
 
     @contextlib.contextmanager
-    def _kernel(self, plan: GuardPlan | None):
-        """A fresh kernel (sandboxed if configured) with the guard's spec where it can read it once."""
+    def _kernel(self):
+        """A fresh kernel (sandboxed if configured) with its own socket directory."""
         self.km, self.kc = None, None
         self._runtime = Path(tempfile.mkdtemp(prefix="cg-", dir=self.runtime_root or None))
         try:
             self.km = self.create_kernel_manager()
-            if plan is not None:
-                plan.spec_path = str(self._runtime / "guard.json")
-                plan.guard_cell.source = install_source(plan.spec_path)
-                Path(plan.spec_path).write_text(json.dumps(plan.spec()))
-                os.chmod(plan.spec_path, 0o600)
-                if self.use_sandbox:
-                    os.chown(plan.spec_path, sandbox.NOBODY, sandbox.NOBODY)
             with self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
@@ -229,17 +204,6 @@ class GuardedExecute(Execute):
             *cell.get("outputs", []),
             _error("KernelDied" if not timeout else "CellTimeoutError", f"{detail}; grading went on"),
         ]
-
-
-def _check_guard_started(cell: NotebookNode) -> None:
-    """Grading without the guard would be unsafe: stop this notebook (the worker reports the failure)."""
-    errors = [f"{o.ename}: {o.evalue}" for o in cell.get("outputs", []) if o.output_type == "error"]
-    if errors:
-        raise GuardFailed(f"the grading guard did not start: {errors}")
-
-
-class GuardFailed(Exception):
-    """The guard cell failed: an error in the grader's setup, not in the submission."""
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:

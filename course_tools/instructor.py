@@ -202,7 +202,7 @@ def hidden_test_lines(course: CourseInfo, assignment: str) -> list[str]:
     import nbformat
     from nbgrader.api import Gradebook
 
-    from .guard_plan import hidden_lines
+    from .grading.cells import hidden_lines
 
     out: list[str] = []
     with Gradebook(course.db_url, course.course_id) as gb:

@@ -32,7 +32,7 @@ from robustness.harness import (
 from robustness.system import ensure_bubblewrap
 
 from course_tools.gradebook_merge import consistency_problems
-from course_tools.guard_plan import hidden_lines
+from course_tools.grading.cells import hidden_lines
 from course_tools.nbgrader_cli import Course
 from course_tools.submissions import solution_answers
 
