@@ -1,11 +1,20 @@
 """The grading pipeline, proven end to end through nbgrader's own command line and a real SQLite gradebook.
 
-For every assignment that has a mistakes catalog (tests/assignments/<name>_mistakes.py):
-generate (solutions -> release), release through a temporary exchange, fetch and submit
-as two students (one hands in the reference answers, one the untouched release), collect,
-add one submission per realistic wrong answer, autograde, generate feedback, export.
-Then: the reference scores full marks, the blank release zero, every wrong answer loses
-exactly its own part's points, and feedback shows no hidden test.
+For every assignment that has a catalogue (tests/assignments/<name>_mistakes.py, and
+optionally <name>_attacks.py): generate (solutions -> release), release through a
+temporary exchange, fetch and submit as two students (one hands in the reference answers,
+one the untouched release), collect, add the catalogue's submissions, autograde (through
+the course's nbgrader_config.py: verdicts from the checker outside the kernel), generate
+feedback, export. Then: the reference scores full marks, the blank release zero, every
+wrong answer loses exactly its own part's points, every correct alternative keeps them,
+every attack earns nothing on the part it attacks, and feedback shows no hidden test.
+
+Wrong answers and alternatives to DIFFERENT parts are independent (each part is graded
+by its own test cell, with stand-ins for the other parts it uses), so they are combined:
+submission k holds the k-th wrong answer of every part, and must lose exactly those
+parts. That keeps the number of notebooks to autograde near the longest list of one part
+instead of the catalogue's size. Attacks can reach beyond their own cell (they patch
+modules), so each is graded alone.
 
 Autograding runs in two shards (two course directories, two gradebooks) side by side to
 halve the wall time on two cores; each shard is a complete, ordinary nbgrader course.
@@ -39,6 +48,22 @@ def load_catalog(module_name: str):
     return importlib.import_module(f"assignments.{module_name}")
 
 
+def load_attacks(assignment_prefix: str) -> list:
+    try:
+        return list(importlib.import_module(f"assignments.{assignment_prefix}_attacks").ATTACKS)
+    except ModuleNotFoundError:
+        return []
+
+
+def combined(entries: list) -> list[dict]:
+    """Rounds of entries, at most one per part per round: [{part: entry}, ...]."""
+    by_part: dict[str, list] = {}
+    for e in entries:
+        by_part.setdefault(e.part, []).append(e)
+    rounds = max((len(v) for v in by_part.values()), default=0)
+    return [{p: v[k] for p, v in by_part.items() if k < len(v)} for k in range(rounds)]
+
+
 @dataclass
 class GradedRun:
     """Scores per student: {student: {test grade_id: (score, max_score)}}, plus where things are."""
@@ -50,6 +75,9 @@ class GradedRun:
     source_nb: nbformat.NotebookNode | None = None
     release_nb: nbformat.NotebookNode | None = None
     catalog: object = None
+    mistake_rounds: dict[str, dict] = field(default_factory=dict)  # student -> {part: Mistake}
+    alternative_rounds: dict[str, dict] = field(default_factory=dict)  # student -> {part: Alternative}
+    attacks: dict[str, object] = field(default_factory=dict)  # student -> Attack
 
 
 def read_scores(course: Course, assignment: str) -> dict[str, dict[str, tuple[float, float]]]:
@@ -101,8 +129,17 @@ def graded(request, tmp_path_factory) -> GradedRun:
     release = nbformat.read(REPO / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
     answers = solution_answers(source)
     direct = {}
-    for m in catalog.MISTAKES:
-        direct[f"mistake-{m.part}-{m.name}".replace("_", "-")] = fill(release, {**answers, m.part: m.source})
+    mistake_rounds, alternative_rounds, attacks = {}, {}, {}
+    for k, chosen in enumerate(combined(catalog.MISTAKES)):
+        mistake_rounds[f"mistakes-{k}"] = chosen
+    for k, chosen in enumerate(combined(getattr(catalog, "ALTERNATIVES", []))):
+        alternative_rounds[f"alternatives-{k}"] = chosen
+    for a in load_attacks(assignment.split("_")[0]):
+        attacks[f"attack-{a.part}-{a.name}".replace("_", "-")] = a
+    for student, chosen in {**mistake_rounds, **alternative_rounds}.items():
+        direct[student] = fill(release, {**answers, **{p: e.source for p, e in chosen.items()}})
+    for student, a in attacks.items():
+        direct[student] = fill(release, {**answers, a.part: a.source})
     names = sorted(direct)
     shards = [{n: direct[n] for n in names[0::2]}, {n: direct[n] for n in names[1::2]}]
     base = tmp_path_factory.mktemp(f"grading-{assignment}")
@@ -114,7 +151,16 @@ def graded(request, tmp_path_factory) -> GradedRun:
         ]
         for f in futures:
             f.result()
-    run = GradedRun(assignment, courses=courses, source_nb=source, release_nb=release, catalog=catalog)
+    run = GradedRun(
+        assignment,
+        courses=courses,
+        source_nb=source,
+        release_nb=release,
+        catalog=catalog,
+        mistake_rounds=mistake_rounds,
+        alternative_rounds=alternative_rounds,
+        attacks=attacks,
+    )
     for course in courses:
         run.scores.update(read_scores(course, assignment))
         for html in (course.root / "feedback").rglob("*.html"):
@@ -138,19 +184,41 @@ def test_untouched_release_scores_zero(graded: GradedRun):
 
 def test_every_wrong_answer_loses_exactly_its_part(graded: GradedRun):
     failures = []
-    for m in graded.catalog.MISTAKES:
-        student = f"mistake-{m.part}-{m.name}".replace("_", "-")
+    for student, chosen in graded.mistake_rounds.items():
         scores = graded.scores[student]
-        target = f"test_{m.part}"
-        assert target in scores, f"no test cell {target} for mistake {m.name}"
-        if scores[target][0] != 0:
-            failures.append(
-                f"{m.part}/{m.name}: kept {scores[target][0]} of {scores[target][1]} points on {target}"
-            )
-        others = {k: v for k, v in scores.items() if k != target and v[0] != v[1]}
+        for part, m in chosen.items():
+            target = f"test_{part}"
+            assert target in scores, f"no test cell {target} for mistake {m.name}"
+            if scores[target][0] != 0:
+                failures.append(f"{part}/{m.name}: kept {scores[target][0]} of {scores[target][1]} points")
+        targets = {f"test_{p}" for p in chosen}
+        others = sorted(k for k, v in scores.items() if k not in targets and v[0] != v[1])
         if others:
-            failures.append(f"{m.part}/{m.name}: also lost points on {sorted(others)}")
+            names = ", ".join(f"{p}/{m.name}" for p, m in chosen.items())
+            failures.append(f"{student} ({names}): also lost points on {others}")
     assert not failures, "\n".join(failures)
+
+
+def test_every_correct_alternative_keeps_full_marks(graded: GradedRun):
+    parts = [grade_id(c)[len("test_") :] for c in graded.source_nb.cells if is_test(c)]
+    covered = {p for chosen in graded.alternative_rounds.values() for p in chosen}
+    assert set(parts) <= covered, f"parts without a correct alternative: {sorted(set(parts) - covered)}"
+    failures = []
+    for student, chosen in graded.alternative_rounds.items():
+        for part, alt in chosen.items():
+            got, full = graded.scores[student][f"test_{part}"]
+            if got != full:
+                failures.append(f"{part}/{alt.name}: {got} of {full} points ({alt.description})")
+    assert not failures, "correct answers lost points:\n" + "\n".join(failures)
+
+
+def test_every_attack_earns_nothing(graded: GradedRun):
+    earned = []
+    for student, attack in graded.attacks.items():
+        got, full = graded.scores[student][f"test_{attack.part}"]
+        if got != 0:
+            earned.append(f"{attack.part}/{attack.name}: {got} of {full} points ({attack.description})")
+    assert not earned, "attacks that earned points:\n" + "\n".join(earned)
 
 
 def test_catalog_covers_every_part_twice(graded: GradedRun):
@@ -216,11 +284,10 @@ def test_feedback_says_what_failed(graded: GradedRun):
     """A failed part's feedback carries the check's message, not a bare AssertionError."""
     assert "NotImplementedError" in _text(graded.feedback["bob"])
     bare = []
-    for m in graded.catalog.MISTAKES:
-        student = f"mistake-{m.part}-{m.name}".replace("_", "-")
+    for student, chosen in graded.mistake_rounds.items():
         text = _text(graded.feedback[student])
-        if not any(kind in text for kind in ("CheckFailed:", "ForbiddenCall:")):
-            bare.append(f"{m.part}/{m.name}")
+        if text.count("CheckFailed:") + text.count("ForbiddenCall:") < len(chosen):
+            bare.append(f"{student}: {sorted(chosen)}")
     assert not bare, f"feedback without a check message (bare assert or crash): {bare}"
 
 

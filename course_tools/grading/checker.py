@@ -34,7 +34,7 @@ from nbclient.exceptions import DeadKernelError
 
 from course_lib.checks import CheckFailed, ForbiddenCall
 
-from .kernel.link import AUTOGRAD_TARGETS, MIME, functions
+from .kernel.link import AUTOGRAD_TARGETS, MIME, functions, grad_holders
 
 # aten ops that betray a forbidden built-in however it was reached (alias, private helper, C binding).
 BETRAYING_OPS: dict[str, tuple[str, ...]] = {
@@ -145,6 +145,7 @@ class Checker:
         request = {
             "args": args,
             "kwargs": kwargs,
+            "grads": [t.grad for t in grad_holders([*args, *kwargs.values()])],
             "forbid": targets,
             "substitute": dict(self._ctx.substitute),
         }
@@ -174,6 +175,7 @@ class Checker:
         _write_back_helpers(
             functions([*args, *kwargs.values(), *self._ctx.substitute.values()]), reply.get("helpers", [])
         )
+        _write_back_holders(grad_holders([*args, *kwargs.values()]), reply.get("holders", []))
         _write_back(args, reply.get("args", []))
         kw_states = reply.get("kwargs") if isinstance(reply.get("kwargs"), dict) else {}
         _write_back(list(kwargs.values()), [kw_states.get(k) for k in kwargs])
@@ -287,12 +289,7 @@ def _write_back(originals: list, states: list) -> None:
         if state is None or not isinstance(state, dict):
             continue
         with contextlib.suppress(CheckFailed, RuntimeError, ValueError, KeyError, TypeError):
-            if isinstance(original, torch.Tensor) and "__tensor__" in state:
-                new = _tensor(state["__tensor__"])
-                if new.shape == original.shape:
-                    with torch.no_grad():
-                        original.copy_(new.to(original.dtype))
-            elif isinstance(original, torch.nn.Module) and "__module__" in state:
+            if isinstance(original, torch.nn.Module) and "__module__" in state:
                 body = state["__module__"]
                 new_state = {k: decode(v) for k, v in body.get("state", {}).items()}
                 with torch.no_grad():
@@ -311,6 +308,24 @@ def _write_back(originals: list, states: list) -> None:
                 original.train(bool(body.get("training", original.training)))
             elif isinstance(original, torch.optim.Optimizer) and "__optimizer__" in state:
                 original.load_state_dict(decode(state["__optimizer__"]))
+
+
+def _write_back_holders(holders: list, states: Any) -> None:
+    """Gradients (and, for parameters, values) of the tensors passed in, as the call left them."""
+    if not isinstance(states, list):
+        return
+    for original, state in zip(holders, states, strict=False):
+        with contextlib.suppress(CheckFailed, TypeError, ValueError, AttributeError, RuntimeError):
+            body = decode(state)
+            data, grad = body.get("data"), body.get("grad")
+            if isinstance(original, torch.nn.Parameter) and isinstance(data, torch.Tensor):
+                if data.shape == original.shape:
+                    with torch.no_grad():
+                        original.copy_(data.to(original.dtype))
+            if grad is None:
+                original.grad = None
+            elif isinstance(grad, torch.Tensor) and grad.shape == original.shape:
+                original.grad = grad.to(original.dtype)
 
 
 def _write_back_helpers(helpers: list, states: Any) -> None:

@@ -55,6 +55,8 @@ def call(namespace: MutableMapping[str, Any], name: str, payload: str) -> None:
 
     request = cloudpickle.loads(base64.b64decode(payload))
     args, kwargs = request["args"], request["kwargs"]
+    for tensor, grad in zip(grad_holders([*args, *kwargs.values()]), request.get("grads", []), strict=False):
+        tensor.grad = grad  # pickling drops .grad; the grader sends them beside the arguments
     reply: dict[str, Any] = {"ok": False, "forbidden": [], "ops": []}
     budget = [MAX_ITEMS]
     fn = namespace.get(name)
@@ -77,6 +79,10 @@ def call(namespace: MutableMapping[str, Any], name: str, payload: str) -> None:
             reply["result"] = _safe_encode(result, budget)
     helpers = _functions([*args, *kwargs.values(), *request.get("substitute", {}).values()])
     reply["helpers"] = [_safe_encode(_function_state(f), budget) for f in helpers]
+    reply["holders"] = [
+        _safe_encode({"data": t.detach() if isinstance(t, _parameter()) else None, "grad": t.grad}, budget)
+        for t in grad_holders([*args, *kwargs.values()])
+    ]
     reply["args"] = [_safe_encode(_state(a), budget) for a in args]
     reply["kwargs"] = {k: _safe_encode(_state(v), budget) for k, v in kwargs.items()}
     publish_display_data({MIME: reply})
@@ -159,12 +165,38 @@ def _module_state(module: Any, budget: list[int], depth: int) -> dict:
 
 
 def _state(value: Any) -> Any:
-    """What the grader needs back about an argument: tensors, modules and optimisers; nothing else."""
+    """What the grader takes back about an argument after the call: a module's or optimiser's state.
+
+    Tensors passed in come back only as gradients (and values, for nn.Parameter) through
+    `grad_holders`: a plain input tensor changed in place is NOT taken back, so code that
+    edits its inputs cannot move the reference the grader computes from them afterwards.
+    """
     import torch
 
-    if isinstance(value, torch.Tensor | torch.nn.Module | torch.optim.Optimizer):
+    if isinstance(value, torch.nn.Module | torch.optim.Optimizer):
         return value
     return None
+
+
+def _parameter() -> type:
+    import torch
+
+    return torch.nn.Parameter
+
+
+def grad_holders(values: list) -> list:
+    """Tensors that can carry a .grad among the values (one level into containers; modules' parameters)."""
+    import torch
+
+    out = []
+    for v in values:
+        items = list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, list | tuple) else [v]
+        for item in items:
+            if isinstance(item, torch.nn.Module):
+                out += list(item.parameters())
+            elif isinstance(item, torch.Tensor) and item.requires_grad and item.is_leaf:
+                out.append(item)
+    return out
 
 
 def functions(values: list) -> list:
