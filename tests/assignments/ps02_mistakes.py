@@ -5,7 +5,7 @@ See catalog.py for what a Mistake holds and what the grading tests prove with it
 
 from __future__ import annotations
 
-from assignments.catalog import Mistake
+from assignments.catalog import Alternative, Mistake
 
 ASSIGNMENT = "ps02_exploding"
 
@@ -38,74 +38,94 @@ MISTAKES: list[Mistake] = [
     return float(math.prod(std * n_in for std, (n_out, n_in) in zip(stds, shapes)))
 ''',
     ),
-    # ------------------------------------------------------------------ part 2: bptt_jacobian
+    # ------------------------------------------------------------------ part 2: step_gradients
     Mistake(
-        "bptt_jacobian",
-        "transposed_weight",
-        "uses diag(1 - h_t^2) W^T as the step Jacobian: W.T instead of W",
-        '''def bptt_jacobian(W, U, b, x, h0):
-    """d h_T / d h_0 by the product of step Jacobians."""
-    h = h0
-    J = torch.eye(W.shape[0], dtype=W.dtype)
+        "step_gradients",
+        "weight_not_transposed_backwards",
+        "passes the gradient back through a step with W instead of W^T",
+        '''def step_gradients(W, U, b, x, h0, grad_hT):
+    """Contributions of each time step to dL/dW."""
+    hs = [h0]
     for t in range(x.shape[0]):
-        h = torch.tanh(W @ h + U @ x[t] + b)
-        J = ((1 - h**2)[:, None] * W.T) @ J
-    return J
+        hs.append(torch.tanh(W @ hs[-1] + U @ x[t] + b))
+    G = torch.zeros(x.shape[0], *W.shape, dtype=W.dtype)
+    delta = grad_hT
+    for t in range(x.shape[0], 0, -1):
+        dz = delta * (1 - hs[t] ** 2)
+        G[t - 1] = torch.outer(dz, hs[t - 1])
+        delta = W @ dz
+    return G
 ''',
     ),
     Mistake(
-        "bptt_jacobian",
+        "step_gradients",
+        "outer_with_new_state",
+        "forms step t's contribution with h_t, the state it produced, instead of h_{t-1}, the one W multiplied",
+        '''def step_gradients(W, U, b, x, h0, grad_hT):
+    """Contributions of each time step to dL/dW."""
+    hs = [h0]
+    for t in range(x.shape[0]):
+        hs.append(torch.tanh(W @ hs[-1] + U @ x[t] + b))
+    G = torch.zeros(x.shape[0], *W.shape, dtype=W.dtype)
+    delta = grad_hT
+    for t in range(x.shape[0], 0, -1):
+        dz = delta * (1 - hs[t] ** 2)
+        G[t - 1] = torch.outer(dz, hs[t])
+        delta = W.T @ dz
+    return G
+''',
+    ),
+    Mistake(
+        "step_gradients",
         "forgot_tanh_derivative",
-        "multiplies W's only, as if the recurrence were linear: the product is W^T",
-        '''def bptt_jacobian(W, U, b, x, h0):
-    """d h_T / d h_0 by the product of step Jacobians."""
-    J = torch.eye(W.shape[0], dtype=W.dtype)
+        "back-propagates as if the recurrence were linear: no 1 - h_t^2 factor",
+        '''def step_gradients(W, U, b, x, h0, grad_hT):
+    """Contributions of each time step to dL/dW."""
+    hs = [h0]
     for t in range(x.shape[0]):
-        J = W @ J
-    return J
+        hs.append(torch.tanh(W @ hs[-1] + U @ x[t] + b))
+    G = torch.zeros(x.shape[0], *W.shape, dtype=W.dtype)
+    delta = grad_hT
+    for t in range(x.shape[0], 0, -1):
+        G[t - 1] = torch.outer(delta, hs[t - 1])
+        delta = W.T @ delta
+    return G
 ''',
     ),
     Mistake(
-        "bptt_jacobian",
-        "derivative_at_previous_state",
-        "takes tanh' at the previous state, 1 - h_{t-1}^2, instead of at the new one (off by one step)",
-        '''def bptt_jacobian(W, U, b, x, h0):
-    """d h_T / d h_0 by the product of step Jacobians."""
-    h = h0
-    J = torch.eye(W.shape[0], dtype=W.dtype)
+        "step_gradients",
+        "latest_step_first",
+        "stores the contributions in the order they are computed, the last step first",
+        '''def step_gradients(W, U, b, x, h0, grad_hT):
+    """Contributions of each time step to dL/dW."""
+    hs = [h0]
     for t in range(x.shape[0]):
-        J = ((1 - h**2)[:, None] * W) @ J
-        h = torch.tanh(W @ h + U @ x[t] + b)
-    return J
+        hs.append(torch.tanh(W @ hs[-1] + U @ x[t] + b))
+    out = []
+    delta = grad_hT
+    for t in range(x.shape[0], 0, -1):
+        dz = delta * (1 - hs[t] ** 2)
+        out.append(torch.outer(dz, hs[t - 1]))
+        delta = W.T @ dz
+    return torch.stack(out)
 ''',
     ),
     Mistake(
-        "bptt_jacobian",
-        "wrong_multiplication_order",
-        "puts each new factor on the right, J @ (diag(1 - h_t^2) W), so the product runs in reverse order",
-        '''def bptt_jacobian(W, U, b, x, h0):
-    """d h_T / d h_0 by the product of step Jacobians."""
-    h = h0
-    J = torch.eye(W.shape[0], dtype=W.dtype)
+        "step_gradients",
+        "tanh_derivative_of_previous_state",
+        "uses 1 - h_{t-1}^2 for step t's tanh' factor, one step off",
+        '''def step_gradients(W, U, b, x, h0, grad_hT):
+    """Contributions of each time step to dL/dW."""
+    hs = [h0]
     for t in range(x.shape[0]):
-        h = torch.tanh(W @ h + U @ x[t] + b)
-        J = J @ ((1 - h**2)[:, None] * W)
-    return J
-''',
-    ),
-    Mistake(
-        "bptt_jacobian",
-        "autograd_jacobian",
-        "asks autograd for the Jacobian of the unrolled recurrence instead of multiplying the step Jacobians",
-        '''def bptt_jacobian(W, U, b, x, h0):
-    """d h_T / d h_0 by the product of step Jacobians."""
-
-    def unroll(h):
-        for t in range(x.shape[0]):
-            h = torch.tanh(W @ h + U @ x[t] + b)
-        return h
-
-    return torch.autograd.functional.jacobian(unroll, h0)
+        hs.append(torch.tanh(W @ hs[-1] + U @ x[t] + b))
+    G = torch.zeros(x.shape[0], *W.shape, dtype=W.dtype)
+    delta = grad_hT
+    for t in range(x.shape[0], 0, -1):
+        dz = delta * (1 - hs[t - 1] ** 2)
+        G[t - 1] = torch.outer(dz, hs[t - 1])
+        delta = W.T @ dz
+    return G
 ''',
     ),
     # ------------------------------------------------------------------ part 3: recurrent_verdict
@@ -322,14 +342,27 @@ MISTAKES: list[Mistake] = [
     return None
 ''',
     ),
+    Mistake(
+        "gradient_warning",
+        "ignores_k_and_window",
+        "uses the usual k = 10 and window = 20 whatever it is given",
+        '''def gradient_warning(grad_norms, k=10.0, window=20):
+    """First step whose gradient norm is not finite or exceeds k times the window's median."""
+    g = np.asarray(grad_norms, dtype=np.float64)
+    for t in range(20, len(g)):
+        if not np.isfinite(g[t]) or g[t] > 10.0 * np.median(g[t - 20 : t]):
+            return t
+    return None
+''',
+    ),
     # ------------------------------------------------------------------ part 8: clip_grad_norm
     Mistake(
         "clip_grad_norm",
         "clip_by_value",
         "clamps every entry to [-max_norm, max_norm]: clipping by value, which changes the direction",
-        '''def clip_grad_norm(parameters, max_norm):
+        '''def clip_grad_norm(model, max_norm):
     """Clip gradients; return the global norm before clipping."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
     total = torch.sqrt(sum(g.pow(2).sum() for g in grads))
     for g in grads:
         g.clamp_(-max_norm, max_norm)
@@ -340,9 +373,9 @@ MISTAKES: list[Mistake] = [
         "clip_grad_norm",
         "per_parameter_norm",
         "clips each parameter's gradient by its own norm instead of the global norm",
-        '''def clip_grad_norm(parameters, max_norm):
+        '''def clip_grad_norm(model, max_norm):
     """Clip gradients; return the global norm before clipping."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
     total = torch.sqrt(sum(g.pow(2).sum() for g in grads))
     for g in grads:
         norm = g.norm().item()
@@ -355,9 +388,9 @@ MISTAKES: list[Mistake] = [
         "clip_grad_norm",
         "always_rescales",
         "scales by max_norm / norm unconditionally, stretching small gradients up to max_norm",
-        '''def clip_grad_norm(parameters, max_norm):
+        '''def clip_grad_norm(model, max_norm):
     """Clip gradients; return the global norm before clipping."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
     total = torch.sqrt(sum(g.pow(2).sum() for g in grads))
     for g in grads:
         g.mul_(max_norm / (total.item() + 1e-6))
@@ -367,9 +400,10 @@ MISTAKES: list[Mistake] = [
     Mistake(
         "clip_grad_norm",
         "generator_consumed_twice",
-        "iterates over model.parameters() twice; the generator is empty the second time, so nothing is clipped",
-        '''def clip_grad_norm(parameters, max_norm):
+        "keeps the generator model.parameters() and iterates over it twice: empty the second time, nothing is clipped",
+        '''def clip_grad_norm(model, max_norm):
     """Clip gradients; return the global norm before clipping."""
+    parameters = model.parameters()
     total = torch.sqrt(sum(p.grad.pow(2).sum() for p in parameters if p.grad is not None))
     coef = min(1.0, max_norm / (total.item() + 1e-6))
     for p in parameters:
@@ -382,9 +416,9 @@ MISTAKES: list[Mistake] = [
         "clip_grad_norm",
         "returns_norm_after_clipping",
         "returns the norm after clipping instead of before",
-        '''def clip_grad_norm(parameters, max_norm):
+        '''def clip_grad_norm(model, max_norm):
     """Clip gradients; return the global norm before clipping."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
     total = torch.sqrt(sum(g.pow(2).sum() for g in grads))
     coef = min(1.0, max_norm / (total.item() + 1e-6))
     for g in grads:
@@ -396,9 +430,144 @@ MISTAKES: list[Mistake] = [
         "clip_grad_norm",
         "calls_builtin",
         "returns torch.nn.utils.clip_grad_norm_ instead of computing the norm and scaling by hand",
-        '''def clip_grad_norm(parameters, max_norm):
+        '''def clip_grad_norm(model, max_norm):
     """Clip gradients; return the global norm before clipping."""
-    return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+''',
+    ),
+]
+
+ALTERNATIVES: list[Alternative] = [
+    Alternative(
+        "predicted_growth",
+        "product_then_sqrt",
+        "the product of std * sqrt(n_in) over the layers, with numpy: the same number without logarithms",
+        '''def predicted_growth(stds, shapes):
+    """Root-mean-square growth factor of the backward pass."""
+    return float(np.prod([s * math.sqrt(shape[1]) for s, shape in zip(stds, shapes)]))
+''',
+    ),
+    Alternative(
+        "step_gradients",
+        "jacobian_products",
+        "dL/dh_t from the transposed product of the later step Jacobians applied to g, then an outer product",
+        '''def step_gradients(W, U, b, x, h0, grad_hT):
+    """Contributions of each time step to dL/dW."""
+    T, H = x.shape[0], W.shape[0]
+    hs = [h0]
+    for t in range(T):
+        hs.append(torch.tanh(W @ hs[-1] + U @ x[t] + b))
+    out = []
+    for t in range(1, T + 1):
+        J = torch.eye(H, dtype=W.dtype)  # d h_T / d h_t
+        for s in range(t + 1, T + 1):
+            J = torch.diag(1 - hs[s] ** 2) @ W @ J
+        delta = J.T @ grad_hT
+        out.append(torch.diag(1 - hs[t] ** 2) @ torch.outer(delta, hs[t - 1]))
+    return torch.stack(out)
+''',
+    ),
+    Alternative(
+        "step_gradients",
+        "float64_inside_no_grad",
+        "computes in float64 under torch.no_grad() with einsum, casting back to W's dtype",
+        '''def step_gradients(W, U, b, x, h0, grad_hT):
+    """Contributions of each time step to dL/dW."""
+    with torch.no_grad():
+        W64, U64, b64, x64 = W.double(), U.double(), b.double(), x.double()
+        hs = [h0.double()]
+        for x_t in x64:
+            hs.append(torch.tanh(W64 @ hs[-1] + U64 @ x_t + b64))
+        delta = grad_hT.double()
+        G = []
+        for t in reversed(range(1, len(hs))):
+            dz = delta * (1 - hs[t] * hs[t])
+            G.insert(0, torch.einsum("i,j->ij", dz, hs[t - 1]))
+            delta = torch.einsum("ij,i->j", W64, dz)
+        return torch.stack(G).to(W.dtype)
+''',
+    ),
+    Alternative(
+        "recurrent_verdict",
+        "numpy_linalg",
+        "numpy's eigvals and 2-norm, and the verdict written with other comparisons",
+        '''def recurrent_verdict(W, activation):
+    """(spectral radius, largest singular value, verdict)."""
+    A = W.detach().double().numpy()
+    rho = float(np.max(np.abs(np.linalg.eigvals(A))))
+    sigma_max = float(np.linalg.norm(A, 2))
+    if activation == "linear":
+        verdict = "undetermined" if abs(rho - 1) <= 1e-9 else ("explodes" if rho > 1 else "vanishes")
+    elif sigma_max * {"tanh": 1.0, "sigmoid": 0.25}[activation] < 1:
+        verdict = "vanishes"
+    else:
+        verdict = "undetermined"
+    return rho, sigma_max, verdict
+''',
+    ),
+    Alternative(
+        "gradient_norm_bound",
+        "sum_of_logs",
+        "adds the logarithms of gamma * sigma_max and exponentiates, with matrix_norm(ord=2)",
+        '''def gradient_norm_bound(weights, activation, top_grad_norm):
+    """prod_l (gamma * ||W_l||_2) * top_grad_norm."""
+    gamma = 0.25 if activation == "sigmoid" else 1.0
+    log_bound = math.log(top_grad_norm)
+    for W in weights:
+        log_bound += math.log(gamma * torch.linalg.matrix_norm(W.double(), ord=2).item())
+    return math.exp(log_bound)
+''',
+    ),
+    Alternative(
+        "growth_per_layer",
+        "polyfit",
+        "numpy.polyfit for the slope",
+        '''def growth_per_layer(norms):
+    """Per-layer growth factor of the backward pass."""
+    y = np.log(np.asarray(norms, dtype=np.float64))
+    k, a = np.polyfit(np.arange(1, len(y) + 1), y, 1)
+    return float(np.exp(-k))
+''',
+    ),
+    Alternative(
+        "first_nonfinite",
+        "flatnonzero",
+        "numpy.flatnonzero of ~isfinite, converted to a Python int",
+        '''def first_nonfinite(values):
+    """Index of the first non-finite value."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=np.float64)))
+    return int(bad[0]) if len(bad) else None
+''',
+    ),
+    Alternative(
+        "gradient_warning",
+        "not_less_equal",
+        "warns when not (g[t] <= k * median), True for nan too, with a median taken from a sorted list",
+        '''def gradient_warning(grad_norms, k=10.0, window=20):
+    """First step whose gradient norm is not finite or exceeds k times the window's median."""
+    g = [float(v) for v in np.asarray(grad_norms, dtype=np.float64).reshape(-1)]
+    for t in range(window, len(g)):
+        w = sorted(g[t - window : t])
+        m = w[window // 2] if window % 2 else (w[window // 2 - 1] + w[window // 2]) / 2
+        if not (g[t] <= k * m) or math.isinf(g[t]):
+            return t
+    return None
+''',
+    ),
+    Alternative(
+        "clip_grad_norm",
+        "vector_norm_of_norms",
+        "the global norm as the norm of the per-parameter norms, scaling with p.grad *= coef",
+        '''def clip_grad_norm(model, max_norm):
+    """Clip gradients; return the global norm before clipping."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return 0.0
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.double()) for p in params]))
+    if total > max_norm:
+        for p in params:
+            p.grad *= max_norm / (total.item() + 1e-6)
+    return total
 ''',
     ),
 ]
