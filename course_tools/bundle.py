@@ -27,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 
+from course_tools.grading.answer_code import regions
 from course_tools.submissions import BEGIN, END
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,21 +159,11 @@ def answer_blocks(solutions: Path) -> dict[str, str]:
     pairs = ((BEGIN, END), ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))
     for source in sorted(solutions.glob("*/*.ipynb")):
         for k, cell in enumerate(nbformat.read(source, as_version=4).cells):
-            lines = cell.source.splitlines()
             for begin, end in pairs:
-                inside, region = False, []
-                for ln in lines:
-                    if begin in ln:
-                        inside, region = True, []
-                    elif end in ln and inside:
-                        inside = False
-                        body = _normalised("\n".join(region))
-                        if len(body) >= 2:
-                            blocks.setdefault(
-                                "\n".join(body), f"{source.relative_to(solutions.parent)} cell {k}"
-                            )
-                    elif inside:
-                        region.append(ln)
+                for region in regions(cell.source, begin, end):
+                    body = _normalised(region)
+                    if len(body) >= 2:
+                        blocks.setdefault("\n".join(body), f"{source.relative_to(solutions.parent)} cell {k}")
     return blocks
 
 
