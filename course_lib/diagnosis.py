@@ -1,21 +1,39 @@
 """Diagnosis: turn a MonitorRecord into named findings, each with the numbers behind it.
 
-What is checked, and the usual cause:
+The rules, and the usual cause of what each one names:
 
-- exploding: non-finite activations or gradients; the back-propagated gradient
-  ‖∂L/∂h_l‖ much larger at the first weighted layer than at the last (a product of
-  Jacobians with norms above 1; Pascanu et al. 2013); the same through time in a
-  recurrent cell (‖∂L/∂h_1‖ against ‖∂L/∂h_T‖); a gradient norm that grows over training.
+- nonfinite: a NaN or infinity, named where it first appeared: the model's input, the
+  parameters (written by the previous update), the output of the first layer that produced
+  one, the loss (finite outputs, non-finite loss: a log of 0, a division by 0), or the
+  backward pass. What came after it says nothing more, so only the steps before it are
+  diagnosed further.
+- no_gradient: recorded steps that no backward pass reached (a forward pass without
+  `loss.backward()`); the other steps are diagnosed as usual.
+- exploding: the back-propagated gradient ‖∂L/∂h_l‖ much larger at the first weighted
+  layer than at the last (a product of Jacobians with norms above 1; Pascanu et al. 2013);
+  the same through time in a recurrent cell (‖∂L/∂h_1‖ against ‖∂L/∂h_T‖); a gradient
+  norm that grows over training.
 - vanishing: the same ratios far below 1 (sigmoid's σ' ≤ 1/4 per layer, a recurrent
   matrix with spectral radius below 1; Bengio et al. 1994, Glorot & Bengio 2010).
 - saturated: tanh/sigmoid outputs pinned near their bounds, where the derivative is ~0.
 - dead: ReLU units that output 0 for every example, so no gradient flows through them.
-- update_ratio: ‖Δθ‖/‖θ‖ per step far from ~1e-3 (learning rate too high or too low).
-- healthy: none of the above.
+- update_ratio: ‖Δθ‖/‖θ‖ per step far from ~1e-3 (learning rate too high or too low),
+  judged only on layers whose parameters received a non-zero gradient; never "too high"
+  and "too low" at once.
+- healthy: none of the above; it says which checks ran, on how many layers, and which
+  were skipped and why.
+
+"Weighted" layers (Linear, Conv, recurrent, and modules of your own that hold parameters)
+trace the backward pass; the first and the last of them that received an output gradient
+in a step are compared. A layer that was not called, is frozen, or gets no gradient
+(an unused head, a submodule its parent uses functionally) is left out of that comparison,
+not allowed to switch it off, and listed in `Diagnosis.notes` with the reason.
 
 A gradient that vanishes *because* units are dead or saturated is reported once, under
 its cause, with the ratio among that finding's numbers. Statistics are medians over the
-steps diagnosed, so one noisy step does not raise an alarm.
+steps diagnosed, so one noisy step does not raise an alarm. Every layer is named by its
+qualified name and type (`net.4 (Linear)`). The constructed demonstration cases live in
+`diagnosis_cases`.
 """
 
 from __future__ import annotations
@@ -24,19 +42,13 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
-from .data import load_digits
-from .deep_linear import make_deep_linear
-from .models import make_mlp
 from .monitor import GradientMonitor, MonitorRecord
-from .recurrent import make_rnn, scale_recurrent_
+from .monitor_record import LayerInfo
 
-KINDS = ("exploding", "vanishing", "saturated", "dead", "update_ratio", "healthy")
+KINDS = ("nonfinite", "no_gradient", "exploding", "vanishing", "saturated", "dead", "update_ratio", "healthy")
 SEVERITIES = ("info", "warning", "critical")  # healthy findings are "info"
-WEIGHTED = ("linear", "conv", "recurrent")  # layers whose output gradients trace the backward pass
+WEIGHTED = ("linear", "conv", "recurrent", "custom")  # layers whose output gradients trace the backward pass
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ class Finding:
     """One named problem (or "healthy"), the layer it is worst in, and the numbers that show it."""
 
     kind: str  # one of KINDS
-    layer: str | None  # the layer it concerns most; None for the whole network
+    layer: str | None  # the layer (qualified name) it concerns most; None for the whole network
     severity: str  # one of SEVERITIES
     numbers: dict[str, float] = field(default_factory=dict)  # the measurements behind the message
     message: str = ""  # one line: what was seen, and its name
@@ -80,6 +92,26 @@ class Finding:
         return f"[{self.severity}] {self.message}"
 
 
+class Diagnosis(list):
+    """The findings (a list, most severe first), plus what the diagnosis could and could not check.
+
+    checks: check name -> "ran: ..." or "skipped: <why>".
+    notes: layer label -> why some of its statistics were not measured.
+    """
+
+    def __init__(self, findings: list[Finding], checks: dict[str, str], notes: dict[str, str]):
+        super().__init__(findings)
+        self.checks = checks
+        self.notes = notes
+
+    @property
+    def kinds(self) -> list[str]:
+        return [f.kind for f in self]
+
+    def __str__(self) -> str:
+        return report(self)
+
+
 def _e(x: float) -> str:
     return f"{x:.1e}" if math.isfinite(x) and x != 0 else f"{x:g}"
 
@@ -87,7 +119,7 @@ def _e(x: float) -> str:
 def _median(rows: np.ndarray) -> np.ndarray:
     """Median over steps (axis 1), ignoring NaN; NaN where a row has no value at all."""
     out = np.full(rows.shape[0], np.nan)
-    has = ~np.all(np.isnan(rows), axis=1)
+    has = ~np.all(np.isnan(rows), axis=1) if rows.shape[1] else np.zeros(rows.shape[0], bool)
     out[has] = np.nanmedian(rows[has], axis=1)
     return out
 
@@ -97,130 +129,262 @@ def _ratio_severity(r: float, cfg: DiagnosisConfig) -> str:
     return "critical" if (r < cfg.vanishing_ratio**2 or r > cfg.exploding_ratio**2) else "warning"
 
 
+_LAYER_STATS_USED = (
+    "nonfinite",
+    "out_grad_norm",
+    "grad_norm",
+    "saturated",
+    "dead",
+    "update_ratio",
+    "time_grad_first",
+    "time_grad_last",
+    "calls",
+)
+
+
 @dataclass
 class _Run:
     """The part of a record being diagnosed: (layers × steps) matrices, rows in forward order."""
 
     rec: MonitorRecord
-    steps: np.ndarray  # step labels of the columns
+    info: list[LayerInfo]  # rows
+    cols: np.ndarray  # indices of the record's steps in this run
     m: dict[str, np.ndarray]  # layer statistics
     grads: np.ndarray  # (params × steps) ‖∂L/∂θ‖
-    bad_params: np.ndarray  # (params × steps) non-finite θ or ∂L/∂θ
+    bad_params: np.ndarray  # (params × steps) non-finite flags (4 θ, 8 ∂L/∂θ)
+    step: dict[str, np.ndarray]  # per-step values (loss, loss_known, backward, input_nonfinite)
 
     @classmethod
     def of(cls, rec: MonitorRecord, last: int | None) -> _Run:
         n = rec.n_steps if last is None else min(last, rec.n_steps)
-        stats = ("nonfinite", "out_grad_norm", "saturated", "dead", "update_ratio")
-        stats += ("time_grad_first", "time_grad_last", "calls")
-        m = {s: rec.matrix(s)[:, rec.n_steps - n :] for s in stats}
-        grads = rec.param_matrix("grad_norm")[:, rec.n_steps - n :]
-        bad = rec.param_matrix("nonfinite")[:, rec.n_steps - n :] > 0
-        return cls(rec, rec.steps[rec.n_steps - n :], m, grads, bad)
+        full = cls(
+            rec,
+            rec.layer_info,
+            np.arange(rec.n_steps),
+            {s: rec.matrix(s) for s in _LAYER_STATS_USED},
+            rec.param_matrix("grad_norm"),
+            np.nan_to_num(rec.param_matrix("nonfinite"), nan=0.0).astype(np.int64),
+            {s: rec.step_values(s) for s in ("loss", "loss_known", "backward", "input_nonfinite")},
+        )
+        return full.select(np.arange(rec.n_steps - n, rec.n_steps))
 
-    def until(self, k: int) -> _Run:
-        """The steps before column k."""
+    def select(self, k: np.ndarray) -> _Run:
+        """The run restricted to columns k (positions in this run)."""
         return _Run(
             self.rec,
-            self.steps[:k],
-            {s: a[:, :k] for s, a in self.m.items()},
-            self.grads[:, :k],
-            self.bad_params[:, :k],
+            self.info,
+            self.cols[k],
+            {s: a[:, k] for s, a in self.m.items()},
+            self.grads[:, k],
+            self.bad_params[:, k],
+            {s: a[k] for s, a in self.step.items()},
         )
 
-    def weighted(self) -> list[int]:
-        """Rows of Linear/Conv/recurrent layers called once per step (cells are checked through time)."""
-        calls = np.nanmax(np.nan_to_num(self.m["calls"], nan=0.0), axis=1, initial=0.0)
-        return [i for i, info in enumerate(self.rec.layer_info) if info.kind in WEIGHTED and calls[i] <= 1]
+    @property
+    def steps(self) -> np.ndarray:
+        return self.rec.steps[self.cols]
 
-    def flow_ratio(self) -> float | None:
-        """Median over steps of ‖∂L/∂h‖ at the first weighted layer over that at the last."""
-        rows = self.weighted()
-        if len(rows) < 2:
+    @property
+    def labels(self) -> list[str]:
+        return [i.label for i in self.info]
+
+    def weighted_per_step(self) -> list[list[int]]:
+        """For each step, the rows of weighted layers called exactly once that received an output
+        gradient, in forward order (layers called several times are checked through time)."""
+        calls, og = np.nan_to_num(self.m["calls"], nan=0.0), self.m["out_grad_norm"]
+        kinds = np.array([i.kind in WEIGHTED for i in self.info])
+        ok = kinds[:, None] & (calls == 1) & ~np.isnan(og)
+        return [list(np.flatnonzero(ok[:, s])) for s in range(ok.shape[1])]
+
+    def flow(self) -> tuple[float, int, int, int] | None:
+        """(median ratio, first row, last row, layers) of ‖∂L/∂h‖ at the first weighted layer
+        over the last one, over the steps where at least two weighted layers got a gradient."""
+        ratios, firsts, lasts, counts = [], [], [], []
+        og = self.m["out_grad_norm"]
+        for s, rows in enumerate(self.weighted_per_step()):
+            if len(rows) < 2:
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = og[rows[0], s] / og[rows[-1], s]
+            if np.isfinite(r):
+                ratios.append(r)
+                firsts.append(rows[0])
+                lasts.append(rows[-1])
+                counts.append(len(rows))
+        if not ratios:
             return None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = self.m["out_grad_norm"][rows[0]] / self.m["out_grad_norm"][rows[-1]]
-        r = r[np.isfinite(r)]
-        return float(np.median(r)) if r.size else None
+        common = lambda xs: max(set(xs), key=xs.count)  # noqa: E731
+        return float(np.median(ratios)), common(firsts), common(lasts), common(counts)
+
+
+# ---- the rules -----------------------------------------------------------------------------------
 
 
 def _nonfinite(run: _Run) -> tuple[Finding | None, int | None]:
-    """The first step with a NaN or infinity, and where it was; (None, None) if there is none."""
-    flags = np.nan_to_num(run.m["nonfinite"], nan=0.0).astype(np.int64)  # bit sum: 1 output, 2 out grad
-    bad = (flags > 0).any(0) | run.bad_params.any(0)
+    """The first step with a NaN or infinity, and where in it the first one appeared."""
+    flags = np.nan_to_num(run.m["nonfinite"], nan=0.0).astype(np.int64)
+    loss_bad = (run.step["loss_known"] > 0) & ~np.isfinite(run.step["loss"])
+    input_bad = run.step["input_nonfinite"] > 0
+    bad = (flags > 0).any(0) | (run.bad_params > 0).any(0) | loss_bad | input_bad
     if not bad.any():
         return None, None
     k = int(np.argmax(bad))
-    names = run.rec.layers
-    where = [(names[i], "activations") for i in np.flatnonzero(flags[:, k] & 1)]
-    where += [(names[i], "output gradient") for i in np.flatnonzero(flags[:, k] & 2)]
-    where += [(run.rec.params[i], "parameter or gradient") for i in np.flatnonzero(run.bad_params[:, k])]
-    layer, what = where[0] if where else (None, "values")
+    labels, f, par = run.labels, flags[:, k], run.bad_params[:, k]
+    owner = {n: i.label for i in run.info for n in i.params}
+    # in the order they are born within a step: θ, input, forward (in order), loss, backward
+    births: list[tuple[str | None, str, str]] = []
+    for j in np.flatnonzero(par & 4):
+        name = run.rec.params[j]
+        births.append(
+            (
+                _row_name(run, owner.get(name)),
+                f"the parameters of {owner.get(name, name)} ({name}), before the forward pass",
+                "the previous update wrote them: a learning rate far too large, or a non-finite gradient",
+            )
+        )
+    if input_bad[k]:
+        births.append((None, "the model's input", "the data hold NaN or inf: check the batch"))
+    for i in np.flatnonzero(f & 1):
+        births.append(
+            (
+                run.info[i].name,
+                f"the output of {labels[i]} (every layer before it was finite)",
+                "an overflow in this layer: weights or activations grown too large, or an operation "
+                "without a finite value (log of 0, division by 0)",
+            )
+        )
+    if loss_bad[k]:
+        births.append(
+            (
+                None,
+                f"the loss ({run.step['loss'][k]:g}, from finite model outputs)",
+                "the loss function itself: a log of 0, a division by 0 or an exp overflow in it",
+            )
+        )
+    for i in np.flatnonzero(f & 2)[::-1]:  # the backward pass starts at the last layer
+        births.append(
+            (
+                run.info[i].name,
+                f"the gradient at the output of {labels[i]}",
+                "an overflow in the backward pass",
+            )
+        )
+    for j in np.flatnonzero(par & 8):
+        name = run.rec.params[j]
+        births.append(
+            (_row_name(run, owner.get(name)), f"the gradient of {name}", "an overflow in the backward pass")
+        )
+    for i in np.flatnonzero(f & 12):
+        births.append((run.info[i].name, f"the parameters of {labels[i]} or their gradients", ""))
+    layer, where, cause = births[0]
+    msg = f"non-finite values first appeared in {where} at step {run.steps[k]}: nonfinite"
+    if cause:
+        msg += f" (usual cause: {cause})"
+    numbers = {"step": float(run.steps[k]), "places": float(len(births))}
+    return Finding("nonfinite", layer, "critical", numbers, msg), k
+
+
+def _row_name(run: _Run, label: str | None) -> str | None:
+    return next((i.name for i in run.info if i.label == label), None)
+
+
+def _no_gradient(run: _Run) -> Finding | None:
+    """Steps that no backward pass reached."""
+    missing = run.step["backward"] == 0
+    if not missing.any():
+        return None
+    steps = run.steps[missing]
+    shown = ", ".join(str(s) for s in steps[:5]) + (", ..." if steps.size > 5 else "")
     msg = (
-        f"non-finite {what} in {layer} at step {run.steps[k]} ({len(where)} places): exploding "
-        "(or a bad input, loss or learning rate)"
+        f"no gradient was recorded at {steps.size} of {len(run.steps)} steps (step {shown}): a forward "
+        "pass that no loss.backward() followed, or record_step() called before backward(): no_gradient"
     )
-    numbers = {"step": float(run.steps[k]), "nonfinite_entries": float(len(where))}
-    return Finding("exploding", layer, "critical", numbers, msg), k
+    numbers = {"steps_without_gradient": float(steps.size), "first_step": float(steps[0])}
+    return Finding("no_gradient", None, "critical", numbers, msg)
 
 
-def _unit_problems(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+def _unit_problems(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> list[Finding]:
     """Dead ReLU units and saturated tanh/sigmoid outputs: per-layer medians over steps."""
     found = []
-    for kind, threshold, what in (
-        ("dead", cfg.dead_fraction, "of ReLU units output 0 for the whole batch"),
-        ("saturated", cfg.saturated_fraction, "of outputs sit near a bound of tanh/sigmoid"),
+    for kind, threshold, what, check, missing in (
+        (
+            "dead",
+            cfg.dead_fraction,
+            "of ReLU units output 0 for the whole batch",
+            "dead units",
+            "no ReLU module was called (a functional torch.relu inside forward() is not seen)",
+        ),
+        (
+            "saturated",
+            cfg.saturated_fraction,
+            "of outputs sit near a bound of tanh/sigmoid",
+            "saturation",
+            "no tanh/sigmoid module was called (a functional torch.tanh inside forward() is not seen)",
+        ),
     ):
         frac = _median(run.m[kind])
         applicable = ~np.isnan(frac)
+        if not applicable.any():
+            checks[check] = f"skipped: {missing}"
+            continue
+        checks[check] = f"ran on {int(applicable.sum())} layers"
         hit = applicable & (frac > threshold)
         if not hit.any():
             continue
         worst = int(np.argmax(np.where(hit, frac, -1.0)))
         f, n_hit, n_all = float(frac[worst]), int(hit.sum()), int(applicable.sum())
-        layer = run.rec.layers[worst]
         numbers = {
             "fraction": f,
             "threshold": threshold,
             "layers_affected": float(n_hit),
             "layers_checked": float(n_all),
         }
-        msg = f"{layer}: {f:.0%} {what} ({n_hit} of {n_all} layers above {threshold:.0%}): {kind}"
-        found.append(
-            Finding(kind, layer, "critical" if f > cfg.critical_fraction else "warning", numbers, msg)
-        )
+        msg = f"{run.labels[worst]}: {f:.0%} {what} ({n_hit} of {n_all} layers above {threshold:.0%}): {kind}"
+        severity = "critical" if f > cfg.critical_fraction else "warning"
+        found.append(Finding(kind, run.info[worst].name, severity, numbers, msg))
     return found
 
 
-def _across_layers(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+def _across_layers(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> list[Finding]:
     """‖∂L/∂h‖ at the first weighted layer against the last: the product of the Jacobians between."""
-    r = run.flow_ratio()
-    if r is None or cfg.vanishing_ratio <= r <= cfg.exploding_ratio:
+    flow = run.flow()
+    if flow is None:
+        checks["gradient flow across layers"] = (
+            "skipped: fewer than two weighted layers (Linear, Conv, recurrent, or a module holding "
+            "parameters) called once per step received an output gradient"
+        )
         return []
-    rows, names, og = run.weighted(), run.rec.layers, run.m["out_grad_norm"]
-    first, last = rows[0], rows[-1]
+    r, first, last, n = flow
+    span = f"{run.labels[first]} vs {run.labels[last]}, {n} weighted layers"
+    checks["gradient flow across layers"] = (
+        f"ran on {n} weighted layers ({run.labels[first]} to {run.labels[last]})"
+    )
+    if cfg.vanishing_ratio <= r <= cfg.exploding_ratio:
+        return []
+    og = run.m["out_grad_norm"]
     numbers = {
         "ratio": r,
         "first_grad": float(np.nanmedian(og[first])),
         "last_grad": float(np.nanmedian(og[last])),
+        "layers": float(n),
     }
-    numbers["layers"] = float(len(rows))
-    span = f"{names[first]} vs {names[last]}, {len(rows)} weighted layers"
     if r < cfg.vanishing_ratio:
         msg = f"first-layer gradient {_e(r)} of the last layer's ({span}): vanishing"
-        return [Finding("vanishing", names[first], _ratio_severity(r, cfg), numbers, msg)]
+        return [Finding("vanishing", run.info[first].name, _ratio_severity(r, cfg), numbers, msg)]
     msg = f"first-layer gradient {_e(r)} times the last layer's ({span}): exploding"
-    return [Finding("exploding", names[first], _ratio_severity(r, cfg), numbers, msg)]
+    return [Finding("exploding", run.info[first].name, _ratio_severity(r, cfg), numbers, msg)]
 
 
-def _through_time(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+def _through_time(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> list[Finding]:
     """‖∂L/∂h_1‖ against ‖∂L/∂h_T‖ in each recurrent cell: the product of T - 1 Jacobians."""
-    found = []
-    for i, info in enumerate(run.rec.layer_info):
+    found, ran = [], 0
+    for i, info in enumerate(run.info):
         with np.errstate(divide="ignore", invalid="ignore"):
             r_steps = run.m["time_grad_first"][i] / run.m["time_grad_last"][i]
         r_steps = r_steps[np.isfinite(r_steps)]
         if info.kind != "recurrent" or r_steps.size == 0:
             continue
+        ran += 1
         r, t = float(np.median(r_steps)), float(np.nanmedian(run.m["calls"][i]))
         if cfg.vanishing_ratio <= r <= cfg.exploding_ratio:
             continue
@@ -229,11 +393,20 @@ def _through_time(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
             ("vanishing", f"{_e(r)} of") if r < cfg.vanishing_ratio else ("exploding", f"{_e(r)} times")
         )
         msg = (
-            f"{info.name}: gradient at the first time step {size} the last's "
+            f"{info.label}: gradient at the first time step {size} the last's "
             f"({per:.3g}x per step over {t:.0f} steps): {kind} through time"
         )
         numbers = {"ratio": r, "time_steps": t, "per_step_factor": per}
         found.append(Finding(kind, info.name, _ratio_severity(r, cfg), numbers, msg))
+    if ran:
+        checks["gradient through time"] = f"ran on {ran} recurrent cells"
+    elif any(i.kind == "recurrent" for i in run.info):
+        checks["gradient through time"] = (
+            "skipped: the recurrent layers are fused (nn.RNN/LSTM/GRU), whose kernel hides h_t; "
+            "unrolled cells (course_lib.recurrent.make_rnn) can be checked"
+        )
+    else:
+        checks["gradient through time"] = "skipped: no recurrent cell"
     return found
 
 
@@ -255,12 +428,16 @@ def _attribute(causes: list[Finding], flow: list[Finding]) -> tuple[list[Finding
     return causes, [f for f in flow if f.kind != "vanishing"]
 
 
-def _growth(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
+def _growth(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> list[Finding]:
     """The largest global gradient norm against the smallest of the first steps."""
     measured = ~np.isnan(run.grads).all(axis=0) if run.grads.size else np.zeros(len(run.steps), bool)
     total = np.sqrt(np.nansum(run.grads[:, measured] ** 2, axis=0))  # global ‖∂L/∂θ‖ per step
     if total.size <= cfg.growth_window:
+        checks["gradient growth over training"] = (
+            f"skipped: {total.size} steps with parameter gradients; it needs more than {cfg.growth_window}"
+        )
         return []
+    checks["gradient growth over training"] = f"ran over {total.size} steps"
     base, peak = float(np.min(total[: cfg.growth_window])), int(np.argmax(total))
     growth = float(total[peak]) / base if base > 0 else math.inf
     if growth <= cfg.growth_ratio:
@@ -272,52 +449,122 @@ def _growth(run: _Run, cfg: DiagnosisConfig) -> list[Finding]:
     return [Finding("exploding", None, severity, numbers, msg)]
 
 
-def _updates(run: _Run, cfg: DiagnosisConfig, explained_low: bool) -> list[Finding]:
-    """Median update-to-data ratio per layer, against target × 10^(±decades)."""
-    upd = _median(run.m["update_ratio"])
+def _layer_update_ratios(run: _Run) -> np.ndarray:
+    """Median ‖Δθ‖/‖θ‖ per layer over the steps where its parameters received a non-zero gradient."""
+    upd = run.m["update_ratio"].copy()
+    g = run.m["grad_norm"]
+    with np.errstate(invalid="ignore"):
+        upd[~(g > 0) | ~np.isfinite(g)] = np.nan  # no gradient: no step to judge the learning rate by
+    return _median(upd)
+
+
+def _updates(run: _Run, cfg: DiagnosisConfig, explained_low: bool, checks: dict[str, str]) -> list[Finding]:
+    """Median update-to-data ratio per layer, against target × 10^(±decades); one finding at most."""
+    upd = _layer_update_ratios(run)
     idx = np.flatnonzero(~np.isnan(upd))
     if idx.size == 0:
+        recorded = ~np.isnan(run.m["update_ratio"]).all()
+        checks["update/data ratio"] = (
+            "skipped: no layer's parameters received a non-zero gradient in a step with an update"
+            if recorded
+            else "skipped: no optimiser step was recorded (record_step() takes none; train() does)"
+        )
         return []
+    checks["update/data ratio"] = f"ran on {idx.size} layers"
     with np.errstate(divide="ignore"):
         off = np.log10(upd[idx]) - math.log10(cfg.update_ratio_target)
     lo = cfg.update_ratio_target / 10**cfg.update_ratio_decades
     hi = cfg.update_ratio_target * 10**cfg.update_ratio_decades
     band = f"outside [{lo:.0e}, {hi:.0e}]; ~{cfg.update_ratio_target:.0e} is healthy"
-    found = []
-    for rows, word, pick in (
-        (idx[off > cfg.update_ratio_decades], "high", np.argmax),
-        (idx[off < -cfg.update_ratio_decades], "low", np.argmin),
-    ):
-        if rows.size == 0 or (word == "low" and explained_low):
-            continue  # tiny updates behind a vanishing gradient or dead units are reported there
-        worst = int(rows[pick(upd[rows])])
-        layer = run.rec.layers[worst]
-        msg = f"update/data ratio {_e(upd[worst])} in {layer} ({rows.size} of {idx.size} layers {band}): learning rate too {word}"
-        numbers = {"ratio": float(upd[worst]), "layers_affected": float(rows.size)}
+    high, low = idx[off > cfg.update_ratio_decades], idx[off < -cfg.update_ratio_decades]
+    if low.size and explained_low:
+        low = low[:0]  # tiny updates behind a vanishing gradient or dead units are reported there
+    labels = run.labels
+    if high.size:
+        worst = int(high[np.argmax(upd[high])])
+        numbers = {"ratio": float(upd[worst]), "layers_affected": float(high.size)}
+        msg = (
+            f"update/data ratio {_e(upd[worst])} in {labels[worst]} ({high.size} of {idx.size} layers "
+            f"{band}): learning rate too high"
+        )
+        if low.size:  # one advice: the high layers bound the learning rate; the low ones are a scale issue
+            slow = int(low[np.argmin(upd[low])])
+            numbers.update(low_ratio=float(upd[slow]), layers_low=float(low.size))
+            msg += (
+                f"; {low.size} other layers move far less (down to {_e(upd[slow])} in {labels[slow]}): "
+                "their scale differs, which one learning rate cannot fix (initialisation, normalisation, "
+                "or an adaptive optimiser)"
+            )
         severity = "critical" if upd[worst] > 1 else "warning"
-        found.append(Finding("update_ratio", layer, severity, numbers, msg))
-    return found
+        return [Finding("update_ratio", run.info[worst].name, severity, numbers, msg)]
+    if low.size:
+        worst = int(low[np.argmin(upd[low])])
+        numbers = {"ratio": float(upd[worst]), "layers_affected": float(low.size)}
+        msg = (
+            f"update/data ratio {_e(upd[worst])} in {labels[worst]} ({low.size} of {idx.size} layers "
+            f"{band}): learning rate too low"
+        )
+        return [Finding("update_ratio", run.info[worst].name, "warning", numbers, msg)]
+    return []
 
 
-def _healthy(run: _Run) -> Finding:
+def _healthy(run: _Run, checks: dict[str, str]) -> Finding:
     numbers, parts = {"steps": float(len(run.steps))}, []
-    if (r := run.flow_ratio()) is not None:
-        numbers["grad_ratio"] = r
-        parts.append(f"first/last-layer gradient {r:.2g}")
+    if (flow := run.flow()) is not None:
+        numbers["grad_ratio"] = flow[0]
+        parts.append(f"first/last-layer gradient {flow[0]:.2g} over {flow[3]} weighted layers")
     for stat in ("dead", "saturated"):
         vals = _median(run.m[stat])
         if (~np.isnan(vals)).any():
             numbers[f"max_{stat}"] = float(np.nanmax(vals))
-            parts.append(f"at most {np.nanmax(vals):.0%} {stat}")
-    upd = _median(run.m["update_ratio"])
+            parts.append(f"at most {np.nanmax(vals):.0%} {stat} ({int((~np.isnan(vals)).sum())} layers)")
+    upd = _layer_update_ratios(run)
     if (~np.isnan(upd)).any():
         numbers["median_update_ratio"] = float(np.nanmedian(upd))
         parts.append(f"update/data ratio ~{np.nanmedian(upd):.0e}")
-    return Finding("healthy", None, "info", numbers, "healthy: " + (", ".join(parts) or "nothing wrong"))
+    skipped = [
+        f"{name} ({why.removeprefix('skipped: ')})"
+        for name, why in checks.items()
+        if why.startswith("skipped")
+    ]
+    msg = f"healthy over {len(run.steps)} steps: " + (", ".join(parts) or "no check found a problem")
+    if skipped:
+        msg += "; not checked: " + "; ".join(skipped)
+    return Finding("healthy", None, "info", numbers, msg)
 
 
-def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | None = None) -> list[Finding]:
-    """Findings about a monitored run, most severe first; [healthy] when nothing is wrong."""
+def _notes(run: _Run) -> dict[str, str]:
+    """Why some layers' statistics were not measured, by layer label."""
+    notes: dict[str, str] = {}
+    calls = np.nan_to_num(run.m["calls"], nan=0.0).sum(axis=1)
+    g = run.m["grad_norm"]
+    got_grad = (np.nan_to_num(g, nan=0.0) > 0).any(axis=1) if g.size else np.zeros(len(run.info), bool)
+    og = ~np.isnan(run.m["out_grad_norm"]).all(axis=1) if g.size else np.zeros(len(run.info), bool)
+    for i, info in enumerate(run.info):
+        if info.name in run.rec.notes:
+            notes[info.label] = run.rec.notes[info.name]
+        elif calls[i] == 0 and got_grad[i]:
+            notes[info.label] = (
+                "never called as a module, yet its parameters received gradients: its parent uses "
+                "them functionally (as MultiheadAttention does with out_proj); parameter gradients "
+                "and updates are measured, its output is not"
+            )
+        elif calls[i] == 0:
+            notes[info.label] = "not used in the diagnosed steps (never called; no gradient reached it)"
+        elif info.frozen:
+            notes[info.label] = "frozen (requires_grad=False): no parameter gradient or update to judge"
+        elif info.params and not got_grad[i]:
+            notes[info.label] = "its parameters received no gradient (its output does not reach the loss)"
+        elif info.kind in WEIGHTED and not og[i]:
+            notes[info.label] = "no gradient reached its output (frozen, or detached from the loss)"
+    return notes
+
+
+def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | None = None) -> Diagnosis:
+    """Findings about a monitored run, most severe first; [healthy] when nothing is wrong.
+
+    Returns a `Diagnosis`: a list of `Finding`s that also says which checks ran (`checks`)
+    and which layers could not be measured, and why (`notes`)."""
     cfg = config or DiagnosisConfig()
     rec = record.record if isinstance(record, GradientMonitor) else record
     if not isinstance(rec, MonitorRecord):
@@ -328,93 +575,52 @@ def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | 
         )
     run = _Run.of(rec, cfg.last_steps)
     findings: list[Finding] = []
+    checks: dict[str, str] = {"non-finite values": f"ran on {len(run.steps)} steps"}
+    notes = _notes(run)
     bad, k = _nonfinite(run)
     if bad is not None:  # what came after a NaN says nothing more: diagnose the steps before it
         findings.append(bad)
-        run = run.until(k)
-        if len(run.steps) == 0:
-            return findings
-    causes, flow = _attribute(_unit_problems(run, cfg), _across_layers(run, cfg) + _through_time(run, cfg))
-    findings += causes + flow + _growth(run, cfg)
-    findings += _updates(
-        run, cfg, explained_low=any(f.kind in ("vanishing", "dead", "saturated") for f in findings)
+        run = run.select(np.arange(k))
+    missing = _no_gradient(run) if len(run.steps) else None
+    if missing is not None:
+        findings.append(missing)
+        run = run.select(np.flatnonzero(run.step["backward"] > 0))
+    if len(run.steps) == 0:
+        return Diagnosis(findings, checks, notes)
+    causes, flow = _attribute(
+        _unit_problems(run, cfg, checks), _across_layers(run, cfg, checks) + _through_time(run, cfg, checks)
     )
+    findings += causes + flow + _growth(run, cfg, checks)
+    explained = any(f.kind in ("vanishing", "dead", "saturated") for f in findings)
+    findings += _updates(run, cfg, explained, checks)
     if not findings:
-        findings.append(_healthy(run))
+        findings.append(_healthy(run, checks))
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-    return sorted(findings, key=lambda f: order[f.severity])
+    return Diagnosis(sorted(findings, key=lambda f: order[f.severity]), checks, notes)
 
 
 def report(findings: list[Finding]) -> str:
-    """The findings as lines of text, most severe first."""
-    return "\n".join(str(f) for f in findings)
+    """The findings as lines of text, most severe first; then the layers that could not be measured."""
+    lines = [str(f) for f in findings]
+    for label, why in getattr(findings, "notes", {}).items():
+        lines.append(f"  not measured: {label}: {why}")
+    return "\n".join(lines)
 
 
-# ---- the constructed cases the diagnosis is validated on ---------------------------------------
+# The constructed demonstration cases moved to diagnosis_cases; imported here so that
+# `from course_lib.diagnosis import CASES, run_case` keeps working.
+from .diagnosis_cases import CASES, Case, build_case, run_case  # noqa: E402
 
-
-@dataclass(frozen=True)
-class Case:
-    """A network built to show one problem at initialisation, and the finding it must produce."""
-
-    name: str  # short key
-    expected: str  # the one finding kind the diagnosis must give (and no other)
-    description: str  # how it is built
-
-
-CASES = {
-    c.name: c
-    for c in (
-        Case("sigmoid_deep", "vanishing", "10 sigmoid layers of 64, PyTorch's default init, on digits"),
-        Case("linear_scale_1.5", "exploding", "20 linear layers of 64, orthogonal weights × 1.5, on digits"),
-        Case("relu_negative_bias", "dead", "6 ReLU layers of 64, He init, every bias -2, on digits"),
-        Case("tanh_large_init", "saturated", "4 tanh layers of 64, weights N(0, 1), on digits"),
-        Case(
-            "rnn_radius_1.2",
-            "exploding",
-            "tanh RNN of 64, orthogonal W_hh with spectral radius 1.2, no bias, 30 steps",
-        ),
-        Case("relu_he", "healthy", "10 ReLU layers of 64, He init, on digits"),
-    )
-}
-
-
-def build_case(name: str, *, seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """(model, inputs, targets) of a constructed case; the loss is cross-entropy on the model's logits."""
-    if name not in CASES:
-        raise KeyError(f"unknown case {name!r}; the cases are {list(CASES)}")
-    torch.manual_seed(seed)
-    if name == "rnn_radius_1.2":
-        model = make_rnn("rnn", input_size=1, hidden_size=64, output_size=2)
-        scale_recurrent_(model, 1.2, orthogonal=True)
-        with torch.no_grad():
-            for p_name, p in model.cells.named_parameters():
-                if "bias" in p_name:
-                    p.zero_()
-        x = 0.01 * torch.randn(192, 30, 1)  # (B, T, 1): small inputs keep tanh in its linear range
-        return model, x, (x.sum(dim=(1, 2)) > 0).long()
-    builders = {
-        "sigmoid_deep": lambda: make_mlp(hidden=(64,) * 10, activation="sigmoid"),
-        "linear_scale_1.5": lambda: make_deep_linear(20, 64, out_features=10, weight_scale=1.5),
-        "relu_negative_bias": lambda: make_mlp(
-            hidden=(64,) * 6, activation="relu", init="he", bias_init=-2.0
-        ),
-        "tanh_large_init": lambda: make_mlp(hidden=(64,) * 4, activation="tanh", init="normal", init_std=1.0),
-        "relu_he": lambda: make_mlp(hidden=(64,) * 10, activation="relu", init="he"),
-    }
-    model = builders[name]()
-    x, y = load_digits(seed=seed).train
-    return model, x[:192], y[:192]
-
-
-def run_case(name: str, *, seed: int = 0, steps: int = 3, batch_size: int = 64) -> MonitorRecord:
-    """Monitor a constructed case for `steps` mini-batches at initialisation (no optimiser step)."""
-    model, x, y = build_case(name, seed=seed)
-    with GradientMonitor(model) as mon:
-        for k in range(steps):
-            xb, yb = x[k * batch_size : (k + 1) * batch_size], y[k * batch_size : (k + 1) * batch_size]
-            model.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(xb), yb)
-            loss.backward()
-            mon.record_step(loss)
-    return mon.record
+__all__ = [
+    "CASES",
+    "KINDS",
+    "SEVERITIES",
+    "Case",
+    "Diagnosis",
+    "DiagnosisConfig",
+    "Finding",
+    "build_case",
+    "diagnose",
+    "report",
+    "run_case",
+]

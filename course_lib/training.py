@@ -60,6 +60,9 @@ class Callback:
     def on_step_end(self, step: int, model: nn.Module, loss: float) -> None:
         """The optimiser has updated the parameters."""
 
+    def on_nonfinite_loss(self, step: int, model: nn.Module, loss: float) -> None:
+        """The loss of this step is NaN or infinite: the loop stops here, before backward."""
+
 
 def global_grad_norm(parameters: Sequence[nn.Parameter] | nn.Module) -> float:
     """L2 norm of all gradients taken together, as clip_grad_norm_ measures it. Params without grad count 0."""
@@ -142,6 +145,8 @@ def train(
                     hist.step_loss.append(loss_value)
                     hist.step_grad_norm.append(float("nan"))
                     hist.step_lr.append(lr_now)
+                    for cb in callbacks:
+                        cb.on_nonfinite_loss(step, model, loss_value)
                     return hist
                 optimizer.zero_grad(set_to_none=True)  # gradients accumulate unless cleared
                 loss.backward()  # fills p.grad for every parameter

@@ -131,6 +131,7 @@ def _record(out_grad: list[float], *, dead=None, sat=None, update=None, steps: i
         lay[:, LAYER_STATS.index("calls")] = 1
         lay[:, LAYER_STATS.index("nonfinite")] = 0
         lay[:n, LAYER_STATS.index("out_grad_norm")] = out_grad
+        lay[:n, LAYER_STATS.index("grad_norm")] = 1.0  # every weighted layer received a gradient
         if dead is not None:
             lay[n, LAYER_STATS.index("dead")] = dead
         if sat is not None:
@@ -172,8 +173,9 @@ def test_update_ratio_band():
 def test_non_finite_is_reported_with_where_and_when():
     findings = diagnose(_record([1.0, 1.0], steps=6, nonfinite_at=4))
     f = findings[0]
-    assert f.kind == "exploding" and f.severity == "critical"
-    assert f.numbers["step"] == 4 and f.layer == "l1" and "non-finite output gradient" in f.message
+    assert f.kind == "nonfinite" and f.severity == "critical"
+    assert f.numbers["step"] == 4 and f.layer == "l1"
+    assert "first appeared in the gradient at the output of l1 (Linear)" in f.message
 
 
 def test_growth_over_training_is_exploding():

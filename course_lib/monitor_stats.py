@@ -1,0 +1,323 @@
+"""The monitor's arithmetic: device-side reductions gathered during a step, and the one
+transfer that turns them into the step's named statistics.
+
+During a step the hooks only *queue* work: a few 0-d reductions per layer output (Σy,
+‖y‖, a count of saturated outputs, the per-unit maximum of a ReLU), and references to the
+gradients that reach each output. When the step ends, `StepSums.summarise` takes every
+gradient norm in one fused call (`torch._foreach_norm`, as `clip_grad_norm_` does), moves
+everything to the CPU in one transfer per device, and combines it in float64 NumPy into
+per-layer, per-parameter and per-step values addressed by the names of
+`monitor_record.LAYER_STATS`, `PARAM_STATS` and `STEP_STATS`.
+
+Every per-layer value is a sum (of y, of y², of saturated outputs, of ‖∂L/∂h‖²), so
+several forward calls of one module in a step (a shared layer, a recurrent cell) combine
+exactly by adding. Norms are squared in float64 on the CPU, so a large activation does
+not overflow float32 and a vanishing gradient of 1e-30 does not underflow to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+ACC = ("sum", "sumsq", "saturated", "out_grad_sq")  # per-layer sums gathered over a step
+_ACC = {name: k for k, name in enumerate(ACC)}
+_FOLD_GRADS = 256  # held gradients beyond this are reduced to norms at once (long recurrent loops)
+
+# float32 squares leave its range below ~1e-19 and above ~1e19 (norms); within these bounds a
+# float32 vector_norm is exact to rounding, outside them it is recomputed in float64.
+_SAFE = (1e-18, 1e18)
+
+
+def norm(t: torch.Tensor) -> torch.Tensor:
+    """‖t‖₂ as a 0-d tensor: float32 accumulation where safe, float64 where the result comes out
+    near float32's limits (on the CPU, reading it costs nothing; on an accelerator it is float64)."""
+    if t.dtype == torch.float64:
+        return torch.linalg.vector_norm(t)
+    if t.device.type != "cpu":
+        return torch.linalg.vector_norm(t, dtype=torch.float64)
+    n = torch.linalg.vector_norm(t)
+    if not _SAFE[0] < float(n) < _SAFE[1]:
+        n = torch.linalg.vector_norm(t, dtype=torch.float64)
+    return n
+
+
+def norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`norm` of each tensor, in one fused multi-tensor call where PyTorch offers it."""
+    if not tensors:
+        return []
+    if any(t.device.type != "cpu" for t in tensors):
+        try:
+            return list(torch._foreach_norm(tensors, 2, dtype=torch.float64))
+        except (RuntimeError, TypeError):  # tensors on several devices
+            return [norm(t) for t in tensors]
+    out = list(torch._foreach_norm(tensors))
+    for k, v in enumerate(torch.stack(out).tolist()):
+        if not _SAFE[0] < v < _SAFE[1] and tensors[k].dtype != torch.float64:
+            out[k] = torch.linalg.vector_norm(tensors[k], dtype=torch.float64)
+    return out
+
+
+class Snapshot:
+    """A copy of the parameters before the optimiser step, in one flat buffer per (device, dtype):
+    one allocation instead of one per parameter. Dropped as soon as the update is measured."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for k, p in enumerate(params):
+            groups.setdefault((p.device, p.dtype), []).append(k)
+        self.index = list(groups.values())
+        with torch.no_grad():
+            self.buffers = [torch.cat([params[k].detach().reshape(-1) for k in idx]) for idx in self.index]
+
+    @torch.no_grad()
+    def update_norms(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """‖θ_old - θ_new‖ per parameter (0-d tensors, on the parameters' devices)."""
+        out: list[torch.Tensor | None] = [None] * len(params)
+        for idx, buf in zip(self.index, self.buffers, strict=True):
+            views = list(buf.split([params[k].numel() for k in idx]))
+            torch._foreach_sub_(views, [params[k].detach().reshape(-1) for k in idx])  # θ_old - θ_new
+            for k, n in zip(idx, norms(views), strict=True):
+                out[k] = n
+        self.buffers = []
+        return out  # type: ignore[return-value]
+
+
+def tensors_in(out: object) -> list[torch.Tensor]:
+    """The tensors in a module's output (RNNs return (output, h_n) or (output, (h_n, c_n)))."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, PackedSequence):
+        return [out.data]
+    if isinstance(out, tuple | list):
+        return [t for o in out for t in tensors_in(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in tensors_in(o)]
+    return []
+
+
+def to_numpy(values: list[torch.Tensor]) -> np.ndarray:
+    """Concatenate 0-d and 1-d tensors into one float64 array, one transfer per (device, dtype)."""
+    if not values:
+        return np.empty(0)
+    flat = [v.detach().reshape(-1) for v in values]
+    try:  # the usual case: one device (dtypes are promoted)
+        return torch.cat(flat).cpu().double().numpy()
+    except RuntimeError:
+        pass
+    sizes = [v.numel() for v in flat]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    out = np.empty(int(starts[-1]), dtype=np.float64)
+    groups: dict[torch.device, list[int]] = {}
+    for i, v in enumerate(flat):
+        groups.setdefault(v.device, []).append(i)
+    for idx in groups.values():
+        got = torch.cat([flat[i].double() for i in idx]).cpu().numpy()
+        pos = np.cumsum([0] + [sizes[i] for i in idx])
+        for j, i in enumerate(idx):
+            out[starts[i] : starts[i + 1]] = got[pos[j] : pos[j + 1]]
+    return out
+
+
+@dataclass
+class Layout:
+    """What the summary needs to know about the monitored layers and parameters."""
+
+    n_layers: int
+    bounded: np.ndarray  # (layers,) a tanh/sigmoid-like output: saturation applies
+    can_die: np.ndarray  # (layers,) a ReLU-like output: dead units apply
+    owner: np.ndarray  # (params,) the layer that owns each parameter, -1 for none
+
+
+@dataclass
+class StepSums:
+    """Device scalars and held gradients of one step, waiting for the single transfer."""
+
+    n_layers: int
+    values: list[torch.Tensor] = field(default_factory=list)  # 0-d sums and norms ...
+    slots: list[int] = field(default_factory=list)  # ... added into slot layer * len(ACC) + ACC index
+    squared: list[bool] = field(default_factory=list)  # ... after squaring (a norm) or as they are
+    peaks: list[torch.Tensor] = field(default_factory=list)  # (units,) max over the batch, ReLU layers
+    peak_layer: list[int] = field(default_factory=list)
+    grads: list[torch.Tensor] = field(default_factory=list)  # ∂L/∂output as it arrived (held, not copied)
+    grad_layer: list[int] = field(default_factory=list)
+    grad_call: list[int] = field(default_factory=list)  # the call of a recurrent cell (its h_t), else -1
+    grad_norms: list[torch.Tensor] = field(default_factory=list)  # held gradients already reduced
+    norm_layer: list[int] = field(default_factory=list)
+    norm_call: list[int] = field(default_factory=list)
+    folded: list[torch.Tensor] = field(default_factory=list)  # (layers * len(ACC),) float64 partial sums
+    numel: list[int] = field(default_factory=list)  # output elements seen per layer
+    calls: list[int] = field(default_factory=list)  # forward calls per layer
+    expect_grad: bool = False  # some monitored output required a gradient
+    input_norm: torch.Tensor | None = None  # ‖x‖ of the model's input (the first layer's input)
+    samples: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # (layer, act/grad)
+    param_grads: list[torch.Tensor | None] | None = None  # ‖∂L/∂θ‖ per parameter (None: no .grad)
+    norms_before: list[torch.Tensor] | None = None  # ‖θ‖ per parameter, before the step
+
+    def __post_init__(self) -> None:
+        self.numel = [0] * self.n_layers
+        self.calls = [0] * self.n_layers
+
+    def empty(self) -> bool:
+        return not (
+            self.values or self.folded or self.grads or self.grad_norms or self.param_grads is not None
+        )
+
+    def forward_seen(self) -> bool:
+        return any(self.calls)
+
+    def backward_seen(self) -> bool:
+        return bool(self.grads or self.grad_norms)
+
+    def add(self, layer: int, acc: str, value: torch.Tensor, *, square: bool = False) -> None:
+        self.values.append(value)
+        self.slots.append(layer * len(ACC) + _ACC[acc])
+        self.squared.append(square)
+
+    def add_folding(self, layer: int, acc: str, value: torch.Tensor, *, square: bool = False) -> None:
+        """`add`, then fold when many values wait (a module called in a loop of thousands of steps)."""
+        self.add(layer, acc, value, square=square)
+        if len(self.values) >= 8192:
+            self.fold_values()
+
+    def fold_values(self) -> None:
+        """Add the waiting values slot by slot on their devices (float64): O(layers) tensors held."""
+        groups: dict[torch.device, list[int]] = {}
+        for k, v in enumerate(self.values):
+            groups.setdefault(v.device, []).append(k)
+        for device, idx in groups.items():
+            vals = torch.stack([self.values[k].double() for k in idx])
+            square = torch.tensor([self.squared[k] for k in idx], device=device)
+            vals = torch.where(square, vals * vals, vals)
+            acc = torch.zeros(self.n_layers * len(ACC), dtype=torch.float64, device=device)
+            acc.index_add_(0, torch.tensor([self.slots[k] for k in idx], device=device), vals)
+            self.folded.append(acc)
+        self.values, self.slots, self.squared = [], [], []
+
+    def hold_grad(self, layer: int, call: int, g: torch.Tensor) -> None:
+        self.grads.append(g)
+        self.grad_layer.append(layer)
+        self.grad_call.append(call)
+        if len(self.grads) >= _FOLD_GRADS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Reduce the held gradients to norms now, so a long loop holds O(1) gradients."""
+        self.grad_norms += norms(self.grads)
+        self.norm_layer += self.grad_layer
+        self.norm_call += self.grad_call
+        self.grads, self.grad_layer, self.grad_call = [], [], []
+
+    def summarise(
+        self, layout: Layout, deltas: list[torch.Tensor] | None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float], dict[int, np.ndarray]]:
+        """(layer rows, parameter rows, step values, per-cell ‖∂L/∂h_t‖ over t) of the step.
+
+        Layer rows are (layers,) arrays keyed by LAYER_STATS names, parameter rows (params,)
+        arrays keyed by PARAM_STATS names; `time_grad_*` are filled by the caller from the
+        returned per-cell series. One transfer to the CPU per device."""
+        self.fold()
+        n_layers, n_params = self.n_layers, len(layout.owner)
+        present = [k for k, g in enumerate(self.param_grads or []) if g is not None]
+        parts = [
+            self.folded,
+            self.values,
+            self.grad_norms,
+            [self.param_grads[k] for k in present] if self.param_grads else [],  # type: ignore[misc]
+            self.norms_before or [],
+            deltas or [],
+            [self.input_norm] if self.input_norm is not None else [],
+            self.peaks,
+        ]
+        sizes = [sum(t.numel() for t in part) for part in parts]
+        v = to_numpy([t for part in parts for t in part])
+        folded, values, gnorm, grad_v, before_v, delta_v, input_v, peak_v = np.split(v, np.cumsum(sizes)[:-1])
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = np.where(np.asarray(self.squared, bool), values**2, values)
+            gsq = gnorm**2
+        slots = np.concatenate(
+            [self.slots, np.asarray(self.norm_layer, np.int64) * len(ACC) + _ACC["out_grad_sq"]]
+        )
+        acc = np.bincount(
+            slots.astype(np.int64), np.concatenate([values, gsq]), minlength=n_layers * len(ACC)
+        )
+        acc = (acc + folded.reshape(-1, n_layers * len(ACC)).sum(axis=0)).reshape(n_layers, len(ACC))
+        col = {name: acc[:, k] for name, k in _ACC.items()}
+        numel = np.asarray(self.numel, float)
+        got = np.bincount(np.asarray(self.norm_layer, np.int64), minlength=n_layers) > 0
+
+        lay: dict[str, np.ndarray] = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = col["sum"] / numel
+            lay["act_mean"] = mean
+            lay["act_std"] = np.sqrt(np.maximum(col["sumsq"] / numel - mean**2, 0.0))  # E[y²] - E[y]²
+            lay["saturated"] = np.where(layout.bounded, col["saturated"] / numel, np.nan)
+            units, alive = np.zeros(n_layers), np.zeros(n_layers)
+            cuts = np.cumsum([t.numel() for t in self.peaks])[:-1]
+            chunks = np.split(peak_v, cuts) if self.peaks else []
+            for layer, chunk in zip(self.peak_layer, chunks, strict=True):
+                units[layer] += chunk.size
+                alive[layer] += np.count_nonzero(chunk)  # ReLU outputs are >= 0: nonzero = alive
+            lay["dead"] = np.where(layout.can_die & (units > 0), 1.0 - alive / units, np.nan)
+            lay["out_grad_norm"] = np.where(got, np.sqrt(col["out_grad_sq"]), np.nan)
+        for stat in ("act_mean", "act_std", "saturated", "dead"):
+            lay[stat] = np.where(numel > 0, lay[stat], np.nan)
+
+        par: dict[str, np.ndarray] = {s: np.full(n_params, np.nan) for s in ("param_norm", "grad_norm")}
+        par["grad_norm"][present] = grad_v
+        grad_seen = np.zeros(n_params, bool)
+        grad_seen[present] = True
+        norm_seen = self.norms_before is not None
+        if norm_seen:
+            par["param_norm"] = before_v
+        theta_bad = norm_seen & ~np.isfinite(par["param_norm"])
+        grad_bad = grad_seen & ~np.isfinite(par["grad_norm"])
+        par["nonfinite"] = np.where(grad_seen | norm_seen, 4.0 * theta_bad + 8.0 * grad_bad, np.nan)
+
+        owned = layout.owner >= 0
+        owner = layout.owner[owned]
+
+        def per_layer(x: np.ndarray) -> np.ndarray:  # sqrt(Σ x²) over each layer's own parameters
+            with np.errstate(over="ignore"):
+                total = np.bincount(owner, weights=np.nan_to_num(x[owned], nan=0.0) ** 2, minlength=n_layers)
+            missing = np.bincount(owner, weights=np.isnan(x[owned]), minlength=n_layers) > 0
+            return np.where(missing, np.nan, np.sqrt(total))
+
+        has_params = np.bincount(owner, minlength=n_layers) > 0
+        lay["grad_norm"] = np.where(has_params, per_layer(par["grad_norm"]), np.nan)
+        lay["param_norm"] = np.where(has_params, per_layer(par["param_norm"]), np.nan)
+        if deltas:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                par["update_ratio"] = np.where(par["param_norm"] > 0, delta_v / par["param_norm"], np.nan)
+                ratio = per_layer(delta_v) / lay["param_norm"]
+            lay["update_ratio"] = np.where(has_params & (lay["param_norm"] > 0), ratio, np.nan)
+
+        def any_of(mask: np.ndarray) -> np.ndarray:  # per layer: some own parameter has the flag
+            return np.bincount(owner, weights=mask[owned], minlength=n_layers) > 0
+
+        act_bad = (numel > 0) & ~np.isfinite(col["sumsq"])  # ‖y‖ in float64 is finite iff every y is
+        out_grad_bad = got & ~np.isfinite(col["out_grad_sq"])
+        flags = 1.0 * act_bad + 2.0 * out_grad_bad + 4.0 * any_of(theta_bad) + 8.0 * any_of(grad_bad)
+        measured = (numel > 0) | got | any_of(grad_seen | norm_seen)
+        lay["nonfinite"] = np.where(measured, flags, np.nan)
+        lay["calls"] = np.asarray(self.calls, float)
+
+        times: dict[int, np.ndarray] = {}
+        cells = np.asarray(self.norm_call) >= 0
+        if cells.any():
+            layer_of, call_of = np.asarray(self.norm_layer)[cells], np.asarray(self.norm_call)[cells]
+            for layer in np.unique(layer_of):
+                mine = layer_of == layer
+                series = np.full(int(call_of[mine].max()) + 1, np.nan)
+                series[call_of[mine]] = gnorm[cells][mine]
+                times[int(layer)] = series
+        stp = {
+            "backward": float(self.backward_seen() or (not self.expect_grad and bool(present))),
+            "input_nonfinite": float(input_v.size > 0 and not math.isfinite(float(input_v[0]))),
+        }
+        return lay, par, stp, times
