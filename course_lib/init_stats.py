@@ -157,7 +157,8 @@ def scheme_weight_std(scheme: str, width: int) -> float:
 def render_init_std(activation: str, scheme: str, depth: int = 50, width: int = 256, seed: int = 0) -> Figure:
     """std of z_l forward and of ∂S/∂z_l backward, layer by layer, for one activation and scheme."""
     gen = torch.Generator().manual_seed(seed)
-    stats = stack_stats(depth, width, activation, scheme_weight_std(scheme, width), generator=gen)
+    sigma = scheme_weight_std(scheme, width)
+    stats = stack_stats(depth, width, activation, sigma, batch=128, generator=gen)
     layers = np.arange(1, depth + 1)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
