@@ -5,46 +5,59 @@ See catalog.py for what a Mistake holds and what the grading tests prove with it
 
 from __future__ import annotations
 
-from assignments.catalog import Mistake
+from assignments.catalog import Alternative, Mistake
 
 ASSIGNMENT = "ps03_vanishing"
 
 MISTAKES: list[Mistake] = [
-    # ------------------------------------------------------------------ part 1: sigmoid_chain_bound
+    # ------------------------------------------------------------------ part 1: sigmoid_fixed_point
     Mistake(
-        "sigmoid_chain_bound",
-        "max_derivative_one_half",
-        "takes the largest value of sigma' as 1/2 (the value of sigma(0)) instead of 1/4",
-        '''def sigmoid_chain_bound(weights):
-    """Upper bound on ||dh_L/dh_0||_2 for a stack of sigmoid layers."""
-    bound = 1.0
-    for W in weights:
-        bound *= torch.linalg.matrix_norm(W.double(), ord=2).item() / 2
-    return bound
+        "sigmoid_fixed_point",
+        "bound_as_value",
+        "takes the chapter's bound, sigma'(0) = 1/4, as the factor: w / 4",
+        '''def sigmoid_fixed_point(w):
+    """(h_star, factor) of the chain h_l = sigmoid(w h_{l-1})."""
+    h = 0.5
+    for _ in range(10_000):
+        h = 1.0 / (1.0 + math.exp(-w * h))
+    return h, w / 4
 ''',
     ),
     Mistake(
-        "sigmoid_chain_bound",
-        "frobenius_norm",
-        "uses the Frobenius norm (W.norm()) instead of the spectral norm",
-        '''def sigmoid_chain_bound(weights):
-    """Upper bound on ||dh_L/dh_0||_2 for a stack of sigmoid layers."""
-    bound = 1.0
-    for W in weights:
-        bound *= W.double().norm().item() / 4
-    return bound
+        "sigmoid_fixed_point",
+        "derivative_at_the_state",
+        "evaluates sigma' at h* instead of at the pre-activation w h*: w sigma(h*)(1 - sigma(h*))",
+        '''def sigmoid_fixed_point(w):
+    """(h_star, factor) of the chain h_l = sigmoid(w h_{l-1})."""
+    h = 0.5
+    for _ in range(10_000):
+        h = 1.0 / (1.0 + math.exp(-w * h))
+    s = 1.0 / (1.0 + math.exp(-h))
+    return h, w * s * (1 - s)
 ''',
     ),
     Mistake(
-        "sigmoid_chain_bound",
-        "one_quarter_in_total",
-        "multiplies the spectral norms and divides by 4 once, instead of once per layer",
-        '''def sigmoid_chain_bound(weights):
-    """Upper bound on ||dh_L/dh_0||_2 for a stack of sigmoid layers."""
-    bound = 1.0
-    for W in weights:
-        bound *= torch.linalg.matrix_norm(W.double(), ord=2).item()
-    return bound / 4
+        "sigmoid_fixed_point",
+        "forgot_the_weight",
+        "the factor without the chain rule's w: h*(1 - h*)",
+        '''def sigmoid_fixed_point(w):
+    """(h_star, factor) of the chain h_l = sigmoid(w h_{l-1})."""
+    h = 0.5
+    for _ in range(10_000):
+        h = 1.0 / (1.0 + math.exp(-w * h))
+    return h, h * (1 - h)
+''',
+    ),
+    Mistake(
+        "sigmoid_fixed_point",
+        "too_few_iterations",
+        "iterates the map a fixed five times, which has not converged when w is large",
+        '''def sigmoid_fixed_point(w):
+    """(h_star, factor) of the chain h_l = sigmoid(w h_{l-1})."""
+    h = 0.5
+    for _ in range(5):
+        h = 1.0 / (1.0 + math.exp(-w * h))
+    return h, w * h * (1 - h)
 ''',
     ),
     # ------------------------------------------------------------------ part 2: layer_gradient_norms
@@ -90,69 +103,74 @@ MISTAKES: list[Mistake] = [
     return norms, norms[names[0]] / norms[names[-1]]
 ''',
     ),
-    # ------------------------------------------------------------------ part 3: residual_block
+    # ------------------------------------------------------------------ part 3: residual_paths
     Mistake(
-        "residual_block",
-        "forgot_skip_connection",
-        "forward returns activation(linear(h)): a plain layer, without the skip connection",
-        '''class ResidualBlock(nn.Module):
-    """h -> h + activation(linear(h))."""
-
-    def __init__(self, width, activation):
-        super().__init__()
-        self.linear = nn.Linear(width, width)
-        self.activation = activation
-
-    def forward(self, h):
-        return self.activation(self.linear(h))
+        "residual_paths",
+        "in_place_upward_update",
+        "updates c[k] += a * c[k - 1] in place for k = 1, 2, ...: c[k - 1] already includes this block",
+        '''def residual_paths(weights, biases, h0):
+    """Path sums c_0..c_L of a scalar residual tanh stack."""
+    L = len(weights)
+    c = torch.zeros(L + 1, dtype=torch.float64)
+    c[0] = 1.0
+    h = float(h0)
+    for w, b in zip(weights.tolist(), biases.tolist()):
+        t = math.tanh(w * h + b)
+        a = w * (1 - t * t)
+        for k in range(1, L + 1):
+            c[k] += a * c[k - 1]
+        h = h + t
+    return c
 ''',
     ),
     Mistake(
-        "residual_block",
-        "skip_inside_activation",
-        "adds the input before the activation: activation(h + linear(h))",
-        '''class ResidualBlock(nn.Module):
-    """h -> h + activation(linear(h))."""
-
-    def __init__(self, width, activation):
-        super().__init__()
-        self.linear = nn.Linear(width, width)
-        self.activation = activation
-
-    def forward(self, h):
-        return self.activation(h + self.linear(h))
+        "residual_paths",
+        "slope_at_the_new_state",
+        "takes block l's branch derivative at h_l, after the block, instead of at h_{l-1}",
+        '''def residual_paths(weights, biases, h0):
+    """Path sums c_0..c_L of a scalar residual tanh stack."""
+    L = len(weights)
+    c = torch.zeros(L + 1, dtype=torch.float64)
+    c[0] = 1.0
+    h = float(h0)
+    for w, b in zip(weights.tolist(), biases.tolist()):
+        h = h + math.tanh(w * h + b)
+        t = math.tanh(w * h + b)
+        a = w * (1 - t * t)
+        c[1:] = c[1:] + a * c[:-1].clone()
+    return c
 ''',
     ),
     Mistake(
-        "residual_block",
-        "linear_created_in_forward",
-        "creates the nn.Linear inside forward, so the block has no parameters and new weights at every call",
-        '''class ResidualBlock(nn.Module):
-    """h -> h + activation(linear(h))."""
-
-    def __init__(self, width, activation):
-        super().__init__()
-        self.width = width
-        self.activation = activation
-
-    def forward(self, h):
-        linear = nn.Linear(self.width, self.width)
-        return h + self.activation(linear(h))
+        "residual_paths",
+        "forgot_the_weight",
+        "the branch derivative without its weight: 1 - tanh^2 only",
+        '''def residual_paths(weights, biases, h0):
+    """Path sums c_0..c_L of a scalar residual tanh stack."""
+    L = len(weights)
+    c = torch.zeros(L + 1, dtype=torch.float64)
+    c[0] = 1.0
+    h = float(h0)
+    for w, b in zip(weights.tolist(), biases.tolist()):
+        t = math.tanh(w * h + b)
+        c[1:] = c[1:] + (1 - t * t) * c[:-1].clone()
+        h = h + t
+    return c
 ''',
     ),
     Mistake(
-        "residual_block",
-        "ignores_activation_argument",
-        "always uses ReLU, whatever activation the block is given",
-        '''class ResidualBlock(nn.Module):
-    """h -> h + activation(linear(h))."""
-
-    def __init__(self, width, activation):
-        super().__init__()
-        self.linear = nn.Linear(width, width)
-
-    def forward(self, h):
-        return h + torch.relu(self.linear(h))
+        "residual_paths",
+        "binomial_of_the_mean",
+        "uses C(L, k) times the mean slope to the k: right only when every block has the same slope",
+        '''def residual_paths(weights, biases, h0):
+    """Path sums c_0..c_L of a scalar residual tanh stack."""
+    slopes, h = [], float(h0)
+    for w, b in zip(weights.tolist(), biases.tolist()):
+        t = math.tanh(w * h + b)
+        slopes.append(w * (1 - t * t))
+        h = h + t
+    a, L = sum(slopes) / len(slopes), len(slopes)
+    return torch.tensor([math.comb(L, k) * a**k for k in range(L + 1)], dtype=torch.float64)
 ''',
     ),
     # ------------------------------------------------------------------ part 4: stalled_layers
@@ -215,118 +233,54 @@ MISTAKES: list[Mistake] = [
     return sorted(out)
 ''',
     ),
-    # ------------------------------------------------------------------ part 5: adding_problem
+    # ------------------------------------------------------------------ part 5: memory_baseline
     Mistake(
-        "adding_problem",
-        "marker_placed_twice",
-        "draws the two marker positions independently, so sometimes both land on the same step",
-        '''def adding_problem(n, T, generator):
-    """A batch of the adding problem."""
-    values = torch.rand(n, T, generator=generator)
-    first = torch.randint(0, T, (n,), generator=generator)
-    second = torch.randint(0, T, (n,), generator=generator)
-    markers = torch.zeros(n, T)
-    markers[torch.arange(n), first] = 1.0
-    markers[torch.arange(n), second] = 1.0
-    y = (values * markers).sum(dim=1, keepdim=True)
-    return torch.stack([values, markers], dim=-1), y
+        "memory_baseline",
+        "one_marker_seen_counts_for_nothing",
+        "gives the error 1/6 unless both markers are in the window, ignoring what one seen value tells",
+        '''def memory_baseline(T, k):
+    """Best mean squared error on the adding problem with a memory of the last k steps."""
+    both = k * (k - 1) / 2
+    return (1 - both / (T * (T - 1) / 2)) / 6
 ''',
     ),
     Mistake(
-        "adding_problem",
-        "last_step_never_marked",
-        "an off-by-one in randint's exclusive upper bound: the last step is never marked",
-        '''def adding_problem(n, T, generator):
-    """A batch of the adding problem."""
-    values = torch.rand(n, T, generator=generator)
-    first = torch.randint(0, T - 1, (n,), generator=generator)
-    second = torch.randint(0, T - 2, (n,), generator=generator) if T > 2 else torch.zeros(n, dtype=torch.long)
-    second = second + (second >= first).long()
-    markers = torch.zeros(n, T)
-    markers[torch.arange(n), first] = 1.0
-    markers[torch.arange(n), second] = 1.0
-    y = (values * markers).sum(dim=1, keepdim=True)
-    return torch.stack([values, markers], dim=-1), y
+        "memory_baseline",
+        "both_must_be_seen_quadratic",
+        "(1 - k/T)^2 / 6: squares the unseen fraction, as if the error needed both markers unseen",
+        '''def memory_baseline(T, k):
+    """Best mean squared error on the adding problem with a memory of the last k steps."""
+    return (1 - k / T) ** 2 / 6
 ''',
     ),
     Mistake(
-        "adding_problem",
-        "global_random_state",
-        "ignores the generator and draws from PyTorch's global random state",
-        '''def adding_problem(n, T, generator):
-    """A batch of the adding problem."""
-    values = torch.rand(n, T)
-    first = torch.randint(0, T, (n,))
-    second = torch.randint(0, T - 1, (n,))
-    second = second + (second >= first).long()
-    markers = torch.zeros(n, T)
-    markers[torch.arange(n), first] = 1.0
-    markers[torch.arange(n), second] = 1.0
-    y = (values * markers).sum(dim=1, keepdim=True)
-    return torch.stack([values, markers], dim=-1), y
+        "memory_baseline",
+        "unseen_value_variance_one_sixth",
+        "charges 1/6, the variance of the sum of two values, for each unseen marked value instead of 1/12",
+        '''def memory_baseline(T, k):
+    """Best mean squared error on the adding problem with a memory of the last k steps."""
+    pairs = T * (T - 1) / 2
+    one = k * (T - k)
+    none = (T - k) * (T - k - 1) / 2
+    return (one / 6 + none / 3) / pairs
 ''',
     ),
     Mistake(
-        "adding_problem",
-        "target_is_mean",
-        "the target is the mean of the two marked values instead of their sum",
-        '''def adding_problem(n, T, generator):
-    """A batch of the adding problem."""
-    values = torch.rand(n, T, generator=generator)
-    first = torch.randint(0, T, (n,), generator=generator)
-    second = torch.randint(0, T - 1, (n,), generator=generator)
-    second = second + (second >= first).long()
-    markers = torch.zeros(n, T)
-    markers[torch.arange(n), first] = 1.0
-    markers[torch.arange(n), second] = 1.0
-    y = (values * markers).sum(dim=1, keepdim=True) / 2
-    return torch.stack([values, markers], dim=-1), y
+        "memory_baseline",
+        "window_one_step_too_long",
+        "counts the window as steps T - k - 1 .. T - 1 (k + 1 steps) when enumerating the pairs",
+        '''def memory_baseline(T, k):
+    """Best mean squared error on the adding problem with a memory of the last k steps."""
+    total, count = 0.0, 0
+    for i in range(T):
+        for j in range(i + 1, T):
+            inside = (i >= T - k - 1) + (j >= T - k - 1)
+            total += [1 / 6, 1 / 12, 0.0][inside]
+            count += 1
+    return total / count
 ''',
     ),
-    # ------------------------------------------------------------------ part 6: best_constant_mse
-    Mistake(
-        "best_constant_mse",
-        "sample_variance",
-        "divides by N - 1 (the sample variance) instead of N",
-        '''def best_constant_mse(y):
-    """(c, mse) of the best constant predictor."""
-    y = y.double().flatten()
-    c = y.mean()
-    return c.item(), (((y - c) ** 2).sum() / (y.numel() - 1)).item()
-''',
-    ),
-    Mistake(
-        "best_constant_mse",
-        "predicts_zero",
-        "returns the mean of y^2, the loss of predicting 0, not of predicting the mean",
-        '''def best_constant_mse(y):
-    """(c, mse) of the best constant predictor."""
-    y = y.double()
-    return y.mean().item(), (y**2).mean().item()
-''',
-    ),
-    Mistake(
-        "best_constant_mse",
-        "returns_std",
-        "returns the standard deviation (a square root too many) instead of the mean squared error",
-        '''def best_constant_mse(y):
-    """(c, mse) of the best constant predictor."""
-    y = y.double()
-    c = y.mean()
-    return c.item(), ((y - c) ** 2).mean().sqrt().item()
-''',
-    ),
-    Mistake(
-        "best_constant_mse",
-        "calls_torch_var",
-        "calls the built-in population variance (torch.var with correction=0) instead of the formula",
-        '''def best_constant_mse(y):
-    """(c, mse) of the best constant predictor."""
-    y = y.double()
-    return y.mean().item(), torch.var(y, correction=0).item()
-''',
-    ),
-    # ------------------------------------------------------------------ part 7: rnn_jacobian
+    # ------------------------------------------------------------------ part 6: rnn_jacobian
     Mistake(
         "rnn_jacobian",
         "product_in_wrong_order",
@@ -374,7 +328,7 @@ MISTAKES: list[Mistake] = [
     return torch.autograd.functional.jacobian(chain, torch.zeros(W_hh.shape[0], dtype=W_hh.dtype))
 ''',
     ),
-    # ------------------------------------------------------------------ part 8: cell_path_gradient
+    # ------------------------------------------------------------------ part 7: cell_path_gradient
     Mistake(
         "cell_path_gradient",
         "sum_of_gates",
@@ -416,7 +370,7 @@ MISTAKES: list[Mistake] = [
     return grad
 ''',
     ),
-    # ------------------------------------------------------------------ part 9: saturation_fractions
+    # ------------------------------------------------------------------ part 8: saturation_fractions
     Mistake(
         "saturation_fractions",
         "one_sided",
@@ -490,6 +444,201 @@ MISTAKES: list[Mistake] = [
     with torch.no_grad():
         model(x)
     return fractions
+''',
+    ),
+    Mistake(
+        "saturation_fractions",
+        "ignores_eps",
+        "uses the usual 0.01 whatever eps it is given",
+        '''def saturation_fractions(model, x, eps=0.01):
+    """Saturated fraction of every nn.Sigmoid's outputs."""
+    fractions, handles = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Sigmoid):
+            def hook(module, inputs, output, name=name):
+                fractions[name] = ((output < 0.01) | (output > 0.99)).double().mean().item()
+            handles.append(module.register_forward_hook(hook))
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return fractions
+''',
+    ),
+]
+
+ALTERNATIVES: list[Alternative] = [
+    Alternative(
+        "sigmoid_fixed_point",
+        "newton",
+        "Newton's method on h - sigmoid(w h) = 0, and the factor written as w sigma'(w h*) with torch.sigmoid",
+        '''def sigmoid_fixed_point(w):
+    """(h_star, factor) of the chain h_l = sigmoid(w h_{l-1})."""
+    h = 0.5
+    for _ in range(100):
+        s = 1.0 / (1.0 + math.exp(-w * h))
+        h = h - (h - s) / (1.0 - w * s * (1.0 - s))
+    s = torch.sigmoid(torch.tensor(w * h, dtype=torch.float64)).item()
+    return float(h), float(w * s * (1.0 - s))
+''',
+    ),
+    Alternative(
+        "sigmoid_fixed_point",
+        "bisection",
+        "bisection on [0, 1], where sigmoid(w h) - h changes sign once",
+        '''def sigmoid_fixed_point(w):
+    """(h_star, factor) of the chain h_l = sigmoid(w h_{l-1})."""
+    lo, hi = 0.0, 1.0
+    while hi - lo > 1e-15:
+        mid = (lo + hi) / 2
+        if 1.0 / (1.0 + math.exp(-w * mid)) > mid:
+            lo = mid
+        else:
+            hi = mid
+    h = (lo + hi) / 2
+    return h, w * h * (1 - h)
+''',
+    ),
+    Alternative(
+        "layer_gradient_norms",
+        "backward_on_a_copy",
+        "loss.backward() on a deep copy whose .grad was cleared, then each weight's .grad with linalg.matrix_norm",
+        '''def layer_gradient_norms(model, x, y):
+    """({name: ||dL/dW||_F}, first / last)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    norms = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            norms[name] = float(torch.linalg.matrix_norm(m.weight.grad))
+    names = list(norms)
+    return norms, norms[names[0]] / norms[names[-1]]
+''',
+    ),
+    Alternative(
+        "residual_paths",
+        "polynomial_product",
+        "multiplies the polynomials (1 + a_l t) with numpy.convolve: the coefficients are the c_k",
+        '''def residual_paths(weights, biases, h0):
+    """Path sums c_0..c_L of a scalar residual tanh stack."""
+    import numpy as np
+
+    poly, h = np.array([1.0]), float(h0)
+    for w, b in zip(weights.double().tolist(), biases.double().tolist()):
+        t = math.tanh(w * h + b)
+        poly = np.convolve(poly, [1.0, w * (1 - t * t)])
+        h += t
+    return torch.tensor(poly)
+''',
+    ),
+    Alternative(
+        "residual_paths",
+        "downward_in_place",
+        "updates the sums in place from the longest path down, under torch.no_grad()",
+        '''def residual_paths(weights, biases, h0):
+    """Path sums c_0..c_L of a scalar residual tanh stack."""
+    with torch.no_grad():
+        L = len(weights)
+        c = torch.zeros(L + 1, dtype=torch.float64)
+        c[0] = 1
+        h = torch.tensor(h0, dtype=torch.float64)
+        for l in range(L):
+            z = weights[l].double() * h + biases[l].double()
+            a = weights[l].double() / torch.cosh(z) ** 2
+            for k in range(l + 1, 0, -1):
+                c[k] += a * c[k - 1]
+            h = h + torch.tanh(z)
+        return c
+''',
+    ),
+    Alternative(
+        "stalled_layers",
+        "torch_nanmedian_lower",
+        "torch.nanmedian, which takes the lower middle value for an even count (allowed by the description)",
+        '''def stalled_layers(update_ratios, threshold=1e-6):
+    """Names whose median non-NaN update ratio is below threshold."""
+    out = []
+    for name, r in update_ratios.items():
+        t = torch.as_tensor(r, dtype=torch.float64).reshape(-1)
+        if bool(torch.isnan(t).all()):
+            continue
+        if torch.nanmedian(t).item() < threshold:
+            out.append(name)
+    return out
+''',
+    ),
+    Alternative(
+        "memory_baseline",
+        "linearity_of_expectation",
+        "each marked value the predictor misses costs its variance 1/12, and a marker is missed with probability 1 - k/T",
+        '''def memory_baseline(T, k):
+    """Best mean squared error on the adding problem with a memory of the last k steps."""
+    return 2 * (1 - k / T) / 12
+''',
+    ),
+    Alternative(
+        "memory_baseline",
+        "enumerate_pairs_with_fractions",
+        "averages the error over every pair of marked steps, exactly, with fractions.Fraction",
+        '''def memory_baseline(T, k):
+    """Best mean squared error on the adding problem with a memory of the last k steps."""
+    from fractions import Fraction
+
+    errors = []
+    for i in range(T):
+        for j in range(i + 1, T):
+            unseen = (i < T - k) + (j < T - k)
+            errors.append(Fraction(unseen, 12))
+    return float(sum(errors) / len(errors))
+''',
+    ),
+    Alternative(
+        "rnn_jacobian",
+        "transposed_accumulation",
+        "accumulates the transpose J^T = J_1^T ... J_T^T with the diagonal applied as columns, then transposes back",
+        '''def rnn_jacobian(W_hh, hs):
+    """dh_T/dh_0 of a tanh RNN from W_hh and the states h_1..h_T."""
+    Jt = torch.eye(W_hh.shape[0], dtype=torch.float64)
+    for h in hs.double():
+        Jt = Jt @ (W_hh.double().T * (1 - h**2)[None, :])
+    return Jt.T.to(W_hh.dtype)
+''',
+    ),
+    Alternative(
+        "cell_path_gradient",
+        "log_space",
+        "the product of the gates through a sum of logarithms (the gates are positive), with a torch.tensor copy "
+        "that prints a warning",
+        '''def cell_path_gradient(forget, grad_c_T):
+    """dL/dc_0 along the cell path."""
+    f = torch.tensor(forget, dtype=torch.float64)
+    return (grad_c_T.double() * torch.exp(torch.log(f).sum(dim=1))).to(grad_c_T.dtype)
+''',
+    ),
+    Alternative(
+        "saturation_fractions",
+        "record_outputs_then_count",
+        "keeps every sigmoid output with its hook and counts afterwards with torch.logical_or",
+        '''def saturation_fractions(model, x, eps=0.01):
+    """Saturated fraction of every nn.Sigmoid's outputs."""
+    outputs, handles = {}, []
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Sigmoid)]
+    modules = dict(model.named_modules())
+    for name in names:
+        handles.append(modules[name].register_forward_hook(lambda m, i, o, name=name: outputs.__setitem__(name, o)))
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    result = {}
+    for name in names:
+        o = outputs[name].detach()
+        result[name] = torch.logical_or(o < eps, o > 1 - eps).sum().item() / o.numel()
+    return result
 ''',
     ),
 ]
