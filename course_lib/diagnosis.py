@@ -312,14 +312,14 @@ def _unit_problems(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> l
             cfg.dead_fraction,
             "of ReLU units output 0 for the whole batch",
             "dead units",
-            "no ReLU module was called (a functional torch.relu inside forward() is not seen)",
+            "no ReLU module was called; a functional torch.relu is not seen",
         ),
         (
             "saturated",
             cfg.saturated_fraction,
             "of outputs sit near a bound of tanh/sigmoid",
             "saturation",
-            "no tanh/sigmoid module was called (a functional torch.tanh inside forward() is not seen)",
+            "no tanh/sigmoid module was called; a functional torch.tanh is not seen",
         ),
     ):
         frac = _median(run.m[kind])
@@ -327,7 +327,8 @@ def _unit_problems(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> l
         if not applicable.any():
             checks[check] = f"skipped: {missing}"
             continue
-        checks[check] = f"ran on {int(applicable.sum())} layers"
+        n_checked = int(applicable.sum())
+        checks[check] = f"ran on {n_checked} layers, at most {np.nanmax(frac):.0%} {kind}"
         hit = applicable & (frac > threshold)
         if not hit.any():
             continue
@@ -350,14 +351,14 @@ def _across_layers(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> l
     flow = run.flow()
     if flow is None:
         checks["gradient flow across layers"] = (
-            "skipped: fewer than two weighted layers (Linear, Conv, recurrent, or a module holding "
-            "parameters) called once per step received an output gradient"
+            "skipped: fewer than two weighted layers called once per step (Linear, Conv, recurrent, "
+            "or a module holding parameters) received an output gradient"
         )
         return []
     r, first, last, n = flow
     span = f"{run.labels[first]} vs {run.labels[last]}, {n} weighted layers"
     checks["gradient flow across layers"] = (
-        f"ran on {n} weighted layers ({run.labels[first]} to {run.labels[last]})"
+        f"ran on {n} weighted layers, {run.labels[first]} to {run.labels[last]}: first/last {r:.2g}"
     )
     if cfg.vanishing_ratio <= r <= cfg.exploding_ratio:
         return []
@@ -402,8 +403,8 @@ def _through_time(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> li
         checks["gradient through time"] = f"ran on {ran} recurrent cells"
     elif any(i.kind == "recurrent" for i in run.info):
         checks["gradient through time"] = (
-            "skipped: the recurrent layers are fused (nn.RNN/LSTM/GRU), whose kernel hides h_t; "
-            "unrolled cells (course_lib.recurrent.make_rnn) can be checked"
+            "skipped: the recurrent layers are fused nn.RNN/LSTM/GRU, whose kernel hides h_t; "
+            "unrolled cells, as course_lib.recurrent.make_rnn builds, can be checked"
         )
     else:
         checks["gradient through time"] = "skipped: no recurrent cell"
@@ -470,7 +471,7 @@ def _updates(run: _Run, cfg: DiagnosisConfig, explained_low: bool, checks: dict[
             else "skipped: no optimiser step was recorded (record_step() takes none; train() does)"
         )
         return []
-    checks["update/data ratio"] = f"ran on {idx.size} layers"
+    checks["update/data ratio"] = f"ran on {idx.size} layers, median {np.median(upd[idx]):.0e}"
     with np.errstate(divide="ignore"):
         off = np.log10(upd[idx]) - math.log10(cfg.update_ratio_target)
     lo = cfg.update_ratio_target / 10**cfg.update_ratio_decades
@@ -509,33 +510,32 @@ def _updates(run: _Run, cfg: DiagnosisConfig, explained_low: bool, checks: dict[
 
 
 def _healthy(run: _Run, checks: dict[str, str]) -> Finding:
-    numbers, parts = {"steps": float(len(run.steps))}, []
+    """Nothing found: say what was checked, on what, and what could not be checked and why."""
+    numbers = {"steps": float(len(run.steps))}
     if (flow := run.flow()) is not None:
         numbers["grad_ratio"] = flow[0]
-        parts.append(f"first/last-layer gradient {flow[0]:.2g} over {flow[3]} weighted layers")
     for stat in ("dead", "saturated"):
         vals = _median(run.m[stat])
         if (~np.isnan(vals)).any():
             numbers[f"max_{stat}"] = float(np.nanmax(vals))
-            parts.append(f"at most {np.nanmax(vals):.0%} {stat} ({int((~np.isnan(vals)).sum())} layers)")
     upd = _layer_update_ratios(run)
     if (~np.isnan(upd)).any():
         numbers["median_update_ratio"] = float(np.nanmedian(upd))
-        parts.append(f"update/data ratio ~{np.nanmedian(upd):.0e}")
+    ran = [f"{name} {why.removeprefix('ran ')}" for name, why in checks.items() if why.startswith("ran")]
     skipped = [
-        f"{name} ({why.removeprefix('skipped: ')})"
-        for name, why in checks.items()
-        if why.startswith("skipped")
+        f"{name}: {why.removeprefix('skipped: ')}" for name, why in checks.items() if why.startswith("skip")
     ]
-    msg = f"healthy over {len(run.steps)} steps: " + (", ".join(parts) or "no check found a problem")
+    msg = f"healthy over {len(run.steps)} steps; checked: " + "; ".join(ran)
     if skipped:
-        msg += "; not checked: " + "; ".join(skipped)
+        msg += ". Not checked: " + "; ".join(skipped)
     return Finding("healthy", None, "info", numbers, msg)
 
 
 def _notes(run: _Run) -> dict[str, str]:
     """Why some layers' statistics were not measured, by layer label."""
     notes: dict[str, str] = {}
+    if len(run.steps) == 0:  # nothing reached the backward pass: only what the record knows
+        return {i.label: run.rec.notes[i.name] for i in run.info if i.name in run.rec.notes}
     calls = np.nan_to_num(run.m["calls"], nan=0.0).sum(axis=1)
     g = run.m["grad_norm"]
     got_grad = (np.nan_to_num(g, nan=0.0) > 0).any(axis=1) if g.size else np.zeros(len(run.info), bool)
@@ -576,7 +576,6 @@ def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | 
     run = _Run.of(rec, cfg.last_steps)
     findings: list[Finding] = []
     checks: dict[str, str] = {"non-finite values": f"ran on {len(run.steps)} steps"}
-    notes = _notes(run)
     bad, k = _nonfinite(run)
     if bad is not None:  # what came after a NaN says nothing more: diagnose the steps before it
         findings.append(bad)
@@ -585,6 +584,7 @@ def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | 
     if missing is not None:
         findings.append(missing)
         run = run.select(np.flatnonzero(run.step["backward"] > 0))
+    notes = _notes(run)
     if len(run.steps) == 0:
         return Diagnosis(findings, checks, notes)
     causes, flow = _attribute(

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from course_lib.data import load_digits
 from course_lib.diagnosis import (
@@ -206,3 +207,290 @@ def test_bad_input():
     assert set(KINDS) >= {c.expected for c in CASES.values()}
     f = Finding("healthy", None, "info", {"x": 1.0}, "healthy: fine")
     assert str(f) == "[info] healthy: fine" and not math.isnan(f.numbers["x"])
+
+
+# ---- situations users found (issue 14): each failed on the landed code ---------------------------
+
+
+class MyLinear(torch.nn.Module):
+    """A user's own layer holding its weight and bias."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(n_out, n_in) / math.sqrt(n_in))
+        self.bias = torch.nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x):
+        return x @ self.weight.T + self.bias
+
+
+def _sigmoid_stack(depth: int = 10) -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(64, 64), torch.nn.Sigmoid()]
+    for _ in range(depth - 1):
+        layers += [torch.nn.Linear(64, 64), torch.nn.Sigmoid()]
+    return torch.nn.Sequential(*layers, torch.nn.Linear(64, 10))
+
+
+class _UnusedHead(torch.nn.Module):
+    def __init__(self, body):
+        super().__init__()
+        self.body, self.aux = body, torch.nn.Linear(10, 10)  # aux is never called
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class _FunctionalLast(torch.nn.Module):
+    """The parent applies its last Linear functionally: the submodule is never called."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body, self.last = body, torch.nn.Linear(10, 10)
+
+    def forward(self, x):
+        return F.linear(self.body(x), self.last.weight, self.last.bias)
+
+
+def _frozen_first(body):
+    body[0].requires_grad_(False)
+    return body
+
+
+def _at_init(model, steps: int = 3) -> MonitorRecord:
+    x, y = load_digits().train
+    with GradientMonitor(model) as mon:
+        for k in range(steps):
+            model.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x[64 * k : 64 * (k + 1)]), y[64 * k : 64 * (k + 1)])
+            loss.backward()
+            mon.record_step(loss)
+    return mon.record
+
+
+def _trained(model, steps: int = 10, lr: float = 0.05, loss_fn=None):
+    data = load_digits()
+    with GradientMonitor(model) as mon:
+        hist = train(
+            model,
+            data.train,
+            lr=lr,
+            epochs=3,
+            max_steps=steps,
+            loss_fn=loss_fn,
+            callbacks=[mon],
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+        )
+    return hist, mon.record
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_loss_that_turns_non_finite_inside_the_loss_function_is_named_at_its_step(bad):
+    calls = []
+
+    def loss_fn(logits, y):  # finite logits; the loss itself breaks at the fourth call
+        calls.append(1)
+        ce = F.cross_entropy(logits, y)
+        return ce * bad if len(calls) == 4 else ce
+
+    torch.manual_seed(0)
+    hist, rec = _trained(make_mlp(hidden=(32, 32), init="he"), loss_fn=loss_fn)
+    assert hist.stopped_at_step == 3
+    assert rec.n_steps == 4 and (math.isnan(rec.loss[-1]) if math.isnan(bad) else rec.loss[-1] == bad)
+    findings = diagnose(rec)
+    assert findings.kinds == ["nonfinite"], report(findings)
+    f = findings[0]
+    assert f.numbers["step"] == 3 and f.layer is None
+    assert "first appeared in the loss" in f.message and "finite model outputs" in f.message
+
+
+def test_a_nan_loss_after_backward_is_born_in_the_loss_not_in_the_first_layer():
+    torch.manual_seed(0)
+    model = make_mlp(hidden=(16, 16), init="he")
+    x, y = load_digits().train
+    with GradientMonitor(model) as mon:
+        loss = F.cross_entropy(model(x[:32]), y[:32]) * torch.log(torch.zeros(()))  # -inf loss
+        loss.backward()  # every gradient is now NaN or inf, from the last layer back to the first
+        mon.record_step(loss)
+    (f,) = diagnose(mon)
+    assert f.kind == "nonfinite" and f.layer is None and "in the loss" in f.message, f.message
+    assert "hidden1" not in f.message
+
+
+def test_non_finite_values_are_named_where_they_first_appeared():
+    torch.manual_seed(0)
+
+    class Log(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(16))
+
+        def forward(self, x):
+            return torch.log(x) * self.scale  # NaN for negative inputs
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), Log(), torch.nn.Linear(16, 10))
+    (f,) = diagnose(_at_init(model, steps=1))
+    assert f.kind == "nonfinite" and f.layer == "1", f.message
+    assert "the output of Sequential.1 (Log)" in f.message
+    model = make_mlp(hidden=(16, 16))
+    x, y = load_digits().train
+    x = x[:32].clone()
+    x[3, 5] = math.nan
+    with GradientMonitor(model) as mon:
+        F.cross_entropy(model(x), y[:32]).backward()
+        mon.record_step()
+    (f,) = diagnose(mon)
+    assert f.kind == "nonfinite" and "the model's input" in f.message, f.message
+    model = make_mlp(hidden=(16, 16))
+    with torch.no_grad():
+        model.hidden2.linear.weight[0, 0] = math.inf  # as a diverged update leaves it
+    (f,) = diagnose(_at_init(model, steps=1))
+    assert f.kind == "nonfinite" and f.layer == "hidden2.linear", f.message
+    assert "the parameters of hidden2.linear (Linear)" in f.message
+
+
+def test_a_forward_pass_without_backward_is_reported_as_no_gradient():
+    torch.manual_seed(0)
+    model = make_mlp(hidden=(16, 16), init="he")
+    x, y = load_digits().train
+    with GradientMonitor(model) as mon:
+        F.cross_entropy(model(x[:32]), y[:32]).backward()
+        mon.record_step()
+        model(x[32:64])  # forgot loss.backward(); .grad still holds the last step's gradients
+        mon.record_step()
+        model(x[64:96])  # a forward pass, and the record read before any backward
+    rec = mon.record
+    assert rec.n_steps == 3 and rec.step_values("backward").tolist() == [1.0, 0.0, 0.0]
+    assert np.isnan(rec.param_matrix("grad_norm")[:, 1]).all(), "stale gradients are not recorded as new"
+    findings = diagnose(rec)
+    assert findings.kinds == ["no_gradient"], report(findings)
+    assert (
+        findings[0].numbers["steps_without_gradient"] == 2
+        and "no gradient was recorded" in findings[0].message
+    )
+    only_forward = make_mlp(hidden=(16,))
+    with GradientMonitor(only_forward) as mon:
+        only_forward(x[:8])
+    assert diagnose(mon).kinds == ["no_gradient"]
+
+
+WITHOUT_GRADIENT = {
+    "unused head": lambda: _UnusedHead(_sigmoid_stack()),
+    "frozen first layer": lambda: _frozen_first(_sigmoid_stack()),
+    "submodule used functionally": lambda: _FunctionalLast(_sigmoid_stack()),
+}
+
+
+@pytest.mark.parametrize("case", list(WITHOUT_GRADIENT))
+def test_parameters_without_gradient_do_not_switch_off_the_flow_check(case):
+    findings = diagnose(_at_init(WITHOUT_GRADIENT[case]()))
+    assert findings.kinds == ["vanishing"], f"{case}: {report(findings)}"
+    assert findings[0].numbers["ratio"] < 1e-6
+
+
+@pytest.mark.parametrize("case", list(WITHOUT_GRADIENT))
+def test_parameters_without_gradient_are_not_told_learning_rate_too_low(case):
+    torch.manual_seed(0)
+    body = make_mlp(hidden=(32, 32, 32), init="he")
+    build = {
+        "unused head": _UnusedHead,
+        "frozen first layer": lambda b: (b.hidden1.requires_grad_(False), b)[1],
+        "submodule used functionally": _FunctionalLast,
+    }[case]
+    _, rec = _trained(build(body))
+    findings = diagnose(rec)
+    assert findings.kinds == ["healthy"], f"{case}: {report(findings)}"
+    if case != "frozen first layer":
+        name = "aux" if case == "unused head" else "last"
+        assert any(label.startswith(name) for label in findings.notes), findings.notes
+
+
+def test_custom_layers_take_part_in_every_check():
+    torch.manual_seed(0)
+    layers = [MyLinear(64, 64), torch.nn.Sigmoid()]
+    for _ in range(9):
+        layers += [MyLinear(64, 64), torch.nn.Sigmoid()]
+    deep = torch.nn.Sequential(*layers, MyLinear(64, 10))
+    rec = _at_init(deep)
+    assert rec.layers[0] == "0" and rec.layer_info[0].kind == "custom"
+    (f,) = diagnose(rec)
+    assert f.kind == "vanishing" and f.layer == "0" and "Sequential.0 (MyLinear)" in f.message, f.message
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(MyLinear(64, 32), torch.nn.ReLU(), MyLinear(32, 10))
+    _, rec = _trained(net, lr=1e-6)
+    (f,) = diagnose(rec)
+    assert f.kind == "update_ratio" and "too low" in f.message and "(MyLinear)" in f.message, f.message
+    assert not np.isnan(rec.matrix("update_ratio", ["0", "2"])).any()
+
+
+def test_layers_that_cannot_be_measured_are_named_with_the_reason():
+    class Pair(torch.nn.Module):  # returns a dict: nothing for the monitor to reduce
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(64))
+
+        def forward(self, x):
+            return {"scaled": x * self.w}
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair, self.lstm, self.head = (
+                Pair(),
+                torch.nn.LSTM(8, 16, batch_first=True),
+                torch.nn.Linear(16, 10),
+            )
+
+        def forward(self, x):
+            out, _ = self.lstm(self.pair(x)["scaled"].view(-1, 8, 8))
+            return self.head(out[:, -1])
+
+    torch.manual_seed(0)
+    findings = diagnose(_at_init(Net()))
+    notes = findings.notes
+    assert "lstm (LSTM)" in notes and "hides its hidden states" in notes["lstm (LSTM)"]
+    assert "gradient through time" in findings.checks and findings.checks["gradient through time"].startswith(
+        "skipped"
+    )
+    text = report(findings)
+    assert "not measured: lstm (LSTM)" in text
+
+
+def test_one_report_never_gives_contradictory_advice():
+    rec = _record([1.0, 1.0, 1.0], update=[0.5, 1e-3, 1e-7])
+    findings = diagnose(rec)
+    upd = [f for f in findings if f.kind == "update_ratio"]
+    assert len(upd) == 1, report(findings)
+    text = report(findings)
+    assert "too high" in text and "too low" not in text
+    assert upd[0].numbers["layers_low"] == 1 and upd[0].layer == "l0"
+
+
+def test_healthy_says_which_checks_ran_and_which_were_skipped_and_why():
+    torch.manual_seed(0)
+    _, rec = _trained(make_mlp(hidden=(32,) * 4, init="he"))
+    findings = diagnose(rec)
+    (f,) = findings
+    assert f.kind == "healthy"
+    for ran in (
+        "dead units on 4 layers",
+        "gradient flow across layers on 5 weighted layers",
+        "update/data ratio",
+    ):
+        assert ran in f.message, f.message
+    assert "Not checked: " in f.message and "saturation: no tanh/sigmoid module" in f.message
+    assert findings.checks["dead units"].startswith("ran")
+    assert findings.checks["saturation"].startswith("skipped")
+    (g,) = diagnose(_at_init(make_mlp(hidden=(32,) * 4, init="he")))  # no optimiser step
+    assert g.kind == "healthy" and "update/data ratio: no optimiser step was recorded" in g.message
+
+
+def test_every_layer_is_named_by_its_qualified_name_and_type():
+    findings = diagnose(_at_init(_sigmoid_stack()))
+    (f,) = findings
+    assert "Sequential.0 (Linear) vs Sequential.20 (Linear)" in f.message, f.message
+    (dead,) = diagnose(run_case("relu_negative_bias"))
+    assert "hidden" in dead.message and "(ReLU)" in dead.message and "(Linear)" in dead.message
+    rnn = diagnose(run_case("rnn_radius_1.2"))[0]
+    assert rnn.message.startswith("cells.0 (RNNCell)")

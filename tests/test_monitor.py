@@ -15,7 +15,15 @@ from torch.nn import functional as F
 
 from course_lib.data import load_digits
 from course_lib.models import make_mlp
-from course_lib.monitor import LAYER_STATS, PARAM_STATS, GradientMonitor, MonitorConfig, MonitorRecord
+from course_lib.monitor import (
+    LAYER_STATS,
+    PARAM_STATS,
+    STEP_STATS,
+    GradientMonitor,
+    LayerInfo,
+    MonitorConfig,
+    MonitorRecord,
+)
 from course_lib.recurrent import make_rnn
 from course_lib.training import Callback, train
 
@@ -244,6 +252,112 @@ def test_conv_and_fused_lstm_layers():
     assert mon.record.layers == ["(model)"]
     assert mon.record.matrix("act_mean")[0, 0] == pytest.approx(float(out.detach().mean()), rel=1e-5)
     assert mon.record.matrix("out_grad_norm")[0, 0] == pytest.approx(float(out.grad.norm()), rel=1e-5)
+
+
+class Affine(nn.Module):
+    """A user's own layer: weight and bias of its own, no nn.Linear inside."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_out, n_in, dtype=torch.float64) / math.sqrt(n_in))
+        self.bias = nn.Parameter(0.1 * torch.randn(n_out, dtype=torch.float64))
+
+    def forward(self, x):
+        return x @ self.weight.T + self.bias
+
+
+def test_custom_layers_are_measured_like_built_in_ones():
+    torch.manual_seed(0)
+    model = nn.Sequential(Affine(12, 16), nn.Tanh(), Affine(16, 5))
+    x, y = _data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.3)
+    with GradientMonitor(model) as mon:
+        loss, outs = _direct(model, x, y)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        mon.on_after_backward(0, model)
+        opt.step()
+        mon.on_step_end(0, model, float(loss.detach()))
+    rec = mon.record
+    assert rec.layers == ["0", "1", "2"] and [i.kind for i in rec.layer_info] == [
+        "custom",
+        "activation",
+        "custom",
+    ]
+    assert rec.layer_info[0].label == "Sequential.0 (Affine)"
+    for name in ("0", "2"):
+        out, module = outs[name], model.get_submodule(name)
+        _close(float(rec.matrix("act_mean", [name])[0, 0]), float(out.detach().mean()), f"{name} mean")
+        _close(
+            float(rec.matrix("act_std", [name])[0, 0]), float(out.detach().std(unbiased=False)), f"{name} std"
+        )
+        _close(float(rec.matrix("out_grad_norm", [name])[0, 0]), float(out.grad.norm()), f"{name} ‖∂L/∂h‖")
+        g = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in module.parameters()))
+        _close(float(rec.matrix("grad_norm", [name])[0, 0]), g, f"{name} ‖∂L/∂θ‖")
+        w = math.sqrt(sum(float(before[f"{name}.{n}"].norm()) ** 2 for n, _ in module.named_parameters()))
+        d = math.sqrt(
+            sum(float((p.detach() - before[f"{name}.{n}"]).norm()) ** 2 for n, p in module.named_parameters())
+        )
+        _close(float(rec.matrix("update_ratio", [name])[0, 0]), d / w, f"{name} update ratio")
+
+
+def test_per_time_step_gradients_equal_autograd():
+    """Chapter 3 computes ‖∂L/∂h_t‖ for every t by hand with retain_grad(); the monitor keeps it on request."""
+    torch.manual_seed(0)
+    model = make_rnn("lstm", input_size=2, hidden_size=8, output_size=1).double()
+    x, y = torch.randn(6, 9, 2, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+    cell = model.cells[0]
+    with GradientMonitor(model, MonitorConfig(per_time_step=True)) as mon:
+        state, hs = None, []
+        for t in range(x.shape[1]):
+            state = cell(x[:, t], state)
+            state[0].retain_grad()
+            hs.append(state[0])
+        F.mse_loss(model.head(state[0]), y).backward()
+        mon.record_step()
+    series = mon.record.time_grads[0]["cells.0"]
+    want = np.array([float(h.grad.norm()) for h in hs])
+    np.testing.assert_allclose(series, want, rtol=1e-5)
+    assert mon.record.matrix("time_grad_first", ["cells.0"])[0, 0] == pytest.approx(want[0], rel=1e-5)
+    with GradientMonitor(model) as mon:  # off by default: nothing kept
+        F.mse_loss(model(x), y).backward()
+        mon.record_step()
+    assert mon.record.time_grads == {}
+
+
+def test_a_non_finite_loss_in_train_is_recorded_with_its_value():
+    torch.manual_seed(0)
+    model = make_mlp(hidden=(8,))
+
+    def loss_fn(logits, y):
+        return F.cross_entropy(logits, y) + torch.log(torch.zeros(()))  # -inf from finite logits
+
+    with GradientMonitor(model) as mon:
+        hist = train(model, load_digits().train, epochs=1, loss_fn=loss_fn, callbacks=[mon], progress=False)
+    rec = mon.record
+    assert hist.stopped_at_step == 0 and rec.n_steps == 1
+    assert rec.loss == [-math.inf]
+    assert rec.step_values("loss_known").tolist() == [1.0] and rec.step_values("backward").tolist() == [0.0]
+    assert (rec.matrix("nonfinite")[:, 0] == 0).all(), "the outputs were finite"
+
+
+def test_statistics_are_addressed_by_name():
+    infos = [LayerInfo("a", "linear", "Linear", None, False, ("a.weight",))]
+    rec = MonitorRecord(infos, ["a.weight"])
+    rec.append(
+        {s: np.array([float(k)]) for k, s in enumerate(LAYER_STATS)},
+        {s: np.array([10.0 + k]) for k, s in enumerate(PARAM_STATS)},
+        {"loss": 2.5, "backward": 1.0},
+        step=7,
+    )
+    for k, s in enumerate(LAYER_STATS):
+        assert rec.matrix(s)[0, 0] == k
+    for k, s in enumerate(PARAM_STATS):
+        assert rec.param_matrix(s)[0, 0] == 10 + k
+    assert rec.loss == [2.5] and rec.steps.tolist() == [7]
+    assert np.isnan(rec.step_values("input_nonfinite")[0]), "not given: NaN, not 0"
+    assert set(STEP_STATS) == {"loss", "loss_known", "backward", "input_nonfinite"}
+    with pytest.raises(KeyError, match="unknown step statistic"):
+        rec.step_values("nope")
 
 
 # ---- theory: activation std through 50 layers ----------------------------------------------------

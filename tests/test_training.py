@@ -279,6 +279,37 @@ def test_divergence_is_recorded_and_stops():
     assert f"diverged at step {first_bad}" in repr(hist)
 
 
+def test_a_non_finite_loss_is_told_to_the_callbacks():
+    """The loop stops before backward; callbacks hear the step and its loss (a monitor records it)."""
+    model, x, y = _diverging_regression()
+    events: list[tuple] = []
+
+    class Recorder(Callback):
+        def on_step_end(self, step, model, loss):
+            events.append(("step_end", step))
+
+        def on_nonfinite_loss(self, step, model, loss):
+            events.append(("nonfinite", step, loss))
+
+    hist = train(
+        model,
+        (x, y),
+        loss_fn=F.mse_loss,
+        lr=5.0,
+        epochs=1000,
+        batch_size=32,
+        callbacks=[Recorder()],
+        progress=False,
+    )
+    assert events[-1][:2] == ("nonfinite", hist.stopped_at_step)
+    assert (
+        not math.isfinite(events[-1][2]) and events[-1][2] == hist.step_loss[-1] or math.isnan(events[-1][2])
+    )
+    assert [e[1] for e in events[:-1]] == list(range(hist.stopped_at_step)), (
+        "every finite step ended normally"
+    )
+
+
 def test_stable_regression_does_not_diverge():
     model, x, y = _diverging_regression()
     hist = train(model, (x, y), loss_fn=F.mse_loss, lr=0.01, epochs=50, batch_size=32, progress=False)
