@@ -4,7 +4,7 @@
 
 Builds N synthetic ps01 submissions (right, partly wrong, broken), grades the
 same set twice in two course directories: once with
-`python -m course_tools.instructor autograde --jobs 2` (sandboxed, guarded) and
+`python -m course_tools.instructor autograde --jobs 2` (sandboxed, scored outside the kernel) and
 once with `nbgrader autograde` (one notebook after another, unsandboxed), then
 prints the speed ratio (the design's goal: at least 1.7), the tool's time per
 submission beside the floor (a kernel started and `import torch` run), and the

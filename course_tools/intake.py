@@ -48,6 +48,16 @@ REVIEW_NAMES = {
     "system": "runs a shell command",
     "setattr": "calls setattr",
     "signal": "handles signals",
+    "inspect": "inspects stack frames or source (inspect)",
+    "f_locals": "reads another frame's variables",
+    "__torch_function__": "overrides torch functions (a tensor subclass)",
+    "__torch_dispatch__": "overrides torch operators (a tensor subclass)",
+    "TorchFunctionMode": "installs a torch function mode",
+    "TorchDispatchMode": "installs a torch dispatch mode",
+    "_C": "calls torch's private C bindings (torch._C)",
+    "ops": "calls operators directly (torch.ops)",
+    "ast_transformers": "rewrites the code of later cells",
+    "import_module": "imports by name at run time (importlib)",
 }
 MODULE_ROOTS = {"torch", "np", "numpy", "F", "nn", "course_lib", "checks", "math", "sys", "builtins"}
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import nbformat
+from assignments.ps01_attacks import ATTACKS
 from assignments.ps01_mistakes import MISTAKES
 from nbformat import NotebookNode
 
@@ -77,6 +78,10 @@ def prefixed(part: str, code: str, body: str | None = None):
         return as_files(fill(release, {**answers, part: code + "\n" + (body or answers[part])}))
 
     return build
+
+
+def attack(part: str, name: str) -> str:
+    return next(a.source for a in ATTACKS if a.part == part and a.name == name)
 
 
 def fn(part: str, body: str, args: str) -> str:
@@ -188,7 +193,7 @@ get_ipython().ast_transformers.append(_DropChecks())
 FAKE_OUTPUT = """
 print("All tests passed! Score: 20/20")
 for t in ["test_sigmoid_grad", "test_cross_entropy", "test_cross_entropy_grad"]:
-    print(f"[course-guard seal] {t} " + "0" * 64)
+    print(f"{t}: visible tests passed")
 """
 
 SNOOP = """
@@ -316,16 +321,16 @@ def cases(course: str, repo: str) -> list[Case]:
         Case(
             "monkeypatch-checks",
             prefixed("sigmoid_grad", PATCH_CHECKS, WRONG["sigmoid_grad"]),
-            "graded-with-issues",
+            "graded",
             {"test_sigmoid_grad"},
-            ("put back", "check_close"),
+            ("replaces course_lib.checks.check_close",),
         ),
         Case(
             "monkeypatch-torch",
             prefixed("cross_entropy", PATCH_TORCH, WRONG["cross_entropy"]),
-            "graded-with-issues",
+            "graded",
             {"test_cross_entropy"},
-            ("put back", "cross_entropy", "replaces torch.Tensor.__le__"),
+            ("calls setattr", "replaces torch.Tensor.__le__"),
         ),
         Case(
             "hides-errors",
@@ -333,16 +338,16 @@ def cases(course: str, repo: str) -> list[Case]:
                 **{"sigmoid_grad": HIDE_ERRORS + "\n" + WRONG["sigmoid_grad"]},
                 cross_entropy=WRONG["cross_entropy"],
             ),
-            "graded-with-issues",
+            "graded",
             {"test_sigmoid_grad", "test_cross_entropy"},
             ("get_ipython",),
         ),
         Case(
             "rewrites-tests",
             prefixed("sigmoid_grad", REWRITE_TESTS, WRONG["sigmoid_grad"]),
-            "graded-with-issues",
+            "graded",
             {"test_sigmoid_grad"},
-            ("could not be verified",),
+            ("rewrites the code of later cells",),
         ),
         Case(
             "fake-output",
@@ -352,6 +357,48 @@ def cases(course: str, repo: str) -> list[Case]:
             "graded",
             {"test_sigmoid_grad", "test_cross_entropy"},
         ),
-        Case("snoop", snoop(course, repo), "graded-with-issues", set(), ("get_ipython", "refused")),
+        Case("snoop", snoop(course, repo), "graded", set(), ("get_ipython", "inspect")),
+        # Attacks on the comparisons themselves: the verdict is made outside the kernel, so none earns a point.
+        Case(
+            "tensor-subclass",
+            with_answers(sigmoid_grad=attack("sigmoid_grad", "tensor_subclass")),
+            "graded",
+            {"test_sigmoid_grad"},
+            ("tensor subclass",),
+        ),
+        Case(
+            "function-mode",
+            with_answers(sigmoid_grad=attack("sigmoid_grad", "function_mode")),
+            "graded",
+            {"test_sigmoid_grad"},
+            ("torch function mode",),
+        ),
+        Case(
+            "reads-frames",
+            with_answers(cross_entropy=attack("cross_entropy", "read_expected_from_frames")),
+            "graded",
+            {"test_cross_entropy"},
+            ("inspect",),
+        ),
+        Case(
+            "private-binding",
+            with_answers(cross_entropy=attack("cross_entropy", "private_c_binding")),
+            "graded-with-issues",
+            {"test_cross_entropy"},
+            ("ForbiddenCall", "torch._C"),
+        ),
+        Case(
+            "autograd-alias",
+            with_answers(cross_entropy_grad=attack("cross_entropy_grad", "autograd_imported_at_top")),
+            "graded-with-issues",
+            {"test_cross_entropy_grad"},
+            ("ForbiddenCall",),
+        ),
+        Case(
+            "edits-inputs",
+            with_answers(cross_entropy_grad=attack("cross_entropy_grad", "edit_inputs_in_place")),
+            "graded",
+            {"test_cross_entropy_grad"},
+        ),
         Case("network", prefixed("sigmoid_grad", NETWORK), "graded", set(), ("socket",)),
     ]
