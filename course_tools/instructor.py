@@ -11,7 +11,7 @@ Run it in a course directory (one holding nbgrader_config.py), or pass --course.
 The gradebook is the course's (`CourseDirectory.db_url`: SQLite by default,
 PostgreSQL with --db-url postgresql://...). release, collect and feedback run
 nbgrader's own commands; autograde is course_tools.autograde_run (parallel,
-sandboxed, guarded); export writes one row per student with a column per
+sandboxed, scored outside the kernel); export writes one row per student with a column per
 assignment and a total.
 """
 
