@@ -11,6 +11,9 @@
 - the built HTML (slow: the session's book fixture) shows no control character and no
   LaTeX fragment in its typeset math.
 
+A glued value MyST-NB cannot format (`np.float64(0.5)` with `:.2f`: glue Python floats)
+is a Sphinx warning, so the -W book build (tests/test_book.py) fails on it.
+
 The source checks apply to every `book/chNN_*.md`, so a new chapter is held to them as soon
 as it exists. They read files only and take well under a second.
 """
