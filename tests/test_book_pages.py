@@ -8,11 +8,11 @@
   prose pastes is glued in the same chapter, carries the chapter's prefix (`ch03_`), is
   glued by one chapter only, and every glued key is used;
 - each chapter opens with learning objectives and ends with exercises for self-study;
-- the built HTML (slow: the session's book fixture) shows no control character and no
-  LaTeX fragment in its typeset math.
+- the built HTML (slow: the session's book fixture) shows every glued number, and no
+  control character and no LaTeX fragment in its typeset math.
 
 A glued value MyST-NB cannot format (`np.float64(0.5)` with `:.2f`: glue Python floats)
-is a Sphinx warning, so the -W book build (tests/test_book.py) fails on it.
+drops out of its sentence; the HTML test counts the pasted numbers.
 
 The source checks apply to every `book/chNN_*.md`, so a new chapter is held to them as soon
 as it exists. They read files only and take well under a second.
@@ -271,6 +271,12 @@ def test_html_math_has_no_control_characters_or_fragments(html: Path):
         text = main.get_text()
         bad = [repr(c) for c in set(CONTROL.findall(text)) if c not in "\t"]
         assert not bad, f"{page.name} shows control characters: {bad}"
+        pasted = len(GLUE_ROLE.findall(prose_text(md)))
+        shown = [el.get_text() for el in main.select(".pasted-text") if el.get_text().strip()]
+        assert len(shown) >= pasted, (
+            f"{page.name} shows {len(shown)} of its {pasted} glued numbers: MyST-NB leaves a "
+            "value it cannot format out of the sentence (glue Python floats, not np.float64)"
+        )
         for el in main.select(".math"):
             math = el.get_text()
             assert not CONTROL.sub("", math.replace("\n", " ")) != math.replace("\n", " "), (
