@@ -64,9 +64,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from .monitor_record import LAYER_STATS, PARAM_STATS, STEP_STATS, LayerInfo, MonitorRecord
-from .monitor_stats import Layout, Snapshot, StepSums, norm, norms, tensors_in
+from .monitor_stats import Layout, StepSums, UpdateMeter, norm, norms, tensors_in
 from .training import Callback
 
 __all__ = [
@@ -205,7 +206,7 @@ class GradientMonitor(Callback):
         self._seen: set[int] = set()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending = StepSums(len(infos))
-        self._snapshot: Snapshot | None = None
+        self._updates = UpdateMeter(self._params)
         self._warm: tuple[list[torch.Tensor], list[int]] | None = None  # (‖θ‖, versions) after a step
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._step = 0  # steps seen, recorded or not
@@ -238,6 +239,12 @@ class GradientMonitor(Callback):
                 )
         for i, module in enumerate(self._modules):
             self._handles.append(module.register_forward_hook(self._make_forward_hook(i)))
+        self._handles.append(
+            register_optimizer_step_pre_hook(lambda opt, a, kw: self._updates.before_step(opt))
+        )
+        self._handles.append(
+            register_optimizer_step_post_hook(lambda opt, a, kw: self._updates.after_step(opt))
+        )
         for module in [self.model, *self._modules]:
             _ATTACHED[module] = self
         return self
@@ -248,7 +255,8 @@ class GradientMonitor(Callback):
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._snapshot = self._warm = None
+        self._warm = None
+        self._updates = UpdateMeter(self._params)
         for module in [self.model, *self._modules]:
             if _ATTACHED.get(module) is self:
                 del _ATTACHED[module]
@@ -400,7 +408,7 @@ class GradientMonitor(Callback):
             return
         self._collect_grads()
         if self.config.track_updates:
-            self._snapshot = Snapshot(self._params)
+            self._updates.arm(self._pending.param_grads)
 
     def on_step_end(self, step: int, model: nn.Module, loss: float) -> None:
         """The optimiser has stepped: measure ‖Δθ‖ against the copy, drop the copy, record the step."""
@@ -410,8 +418,7 @@ class GradientMonitor(Callback):
             return
         if self._pending.param_grads is None:
             raise RuntimeError("on_step_end() without on_after_backward(): call it after loss.backward()")
-        snapshot, self._snapshot = self._snapshot, None
-        deltas = snapshot.update_norms(self._params) if snapshot is not None else None
+        deltas = self._updates.result()
         with torch.no_grad():  # ‖θ‖ now, while the parameters are still in cache: next step's ‖θ_old‖
             self._warm = (norms([p.detach() for p in self._params]), [p._version for p in self._params])
         self._finalize(loss, deltas)
@@ -422,7 +429,7 @@ class GradientMonitor(Callback):
         if not self._active:
             self._next_step()
             return
-        self._snapshot = None
+        self._updates.armed = False
         self._pending.norms_before = self._param_norms()  # were the parameters already non-finite?
         self._finalize(loss, None)
 
@@ -437,7 +444,7 @@ class GradientMonitor(Callback):
                 "GradientMonitor: nothing to record - run a forward pass and loss.backward() first"
             )
         self._collect_grads()
-        self._snapshot = None
+        self._updates.armed = False
         self._finalize(None if loss is None else float(torch.as_tensor(loss).detach()), None)
 
     def _flush(self) -> None:
@@ -451,7 +458,9 @@ class GradientMonitor(Callback):
 
     # ---- one transfer per step ------------------------------------------------------------------
 
-    def _finalize(self, loss: float | None, deltas: list[torch.Tensor] | None) -> None:
+    def _finalize(
+        self, loss: float | None, deltas: tuple[list[torch.Tensor | None], np.ndarray] | None
+    ) -> None:
         pend, self._pending = self._pending, StepSums(len(self._modules))
         lay, par, stp, times = pend.summarise(self._layout, deltas)
         names = [info.name for info in self._record._layers]

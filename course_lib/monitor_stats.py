@@ -87,6 +87,114 @@ class Snapshot:
         return out  # type: ignore[return-value]
 
 
+class UpdateMeter:
+    """‖Δθ‖ per parameter across one optimiser step, read from the optimiser where it can be.
+
+    Plain SGD (no weight decay, no Nesterov) moves θ by lr·g, or by lr·(momentum buffer):
+    ‖Δθ‖ is then lr times a norm the step already has, and no copy of θ is needed. Any other
+    optimiser (Adam, weight decay, ...) gets a copy of its parameters just before its step
+    and the difference just after (PyTorch's global optimiser step hooks). A parameter no
+    optimiser touched and whose storage did not change moved by exactly 0. Until a step has
+    shown that every update goes through an optimiser (an update by hand does not), the whole
+    model is copied after backward, as `Snapshot` does, and that exact difference is used.
+    """
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+        self.index = {id(p): k for k, p in enumerate(params)}
+        self.via_optimizer = False  # learned: the last step's updates all went through optimiser hooks
+        self.armed = False
+
+    def arm(self, grad_norms: list[torch.Tensor | None]) -> None:
+        """After backward: remember the gradients' norms and versions; copy θ unless not needed."""
+        n = len(self.params)
+        self.armed = True
+        self.grad_norms = grad_norms
+        self.grads = [p.grad for p in self.params]
+        self.grad_versions = [None if g is None else g._version for g in self.grads]
+        self.versions = [p._version for p in self.params]
+        self.snapshot = None if self.via_optimizer else Snapshot(self.params)
+        self.seen = [False] * n
+        self.tensors: list[torch.Tensor | None] = [None] * n  # ‖Δθ‖ = scale · tensor
+        self.scale = np.full(n, np.nan)
+        self.after: list[tuple[list[int], torch.optim.Optimizer | Snapshot]] = []
+
+    @torch.no_grad()
+    def before_step(self, opt: torch.optim.Optimizer) -> None:
+        if not self.armed:
+            return
+        fast, momentum, generic = [], [], []
+        for group in opt.param_groups:
+            plain = type(opt) is torch.optim.SGD and not group["weight_decay"] and not group["nesterov"]
+            plain = plain and not group.get("differentiable", False)
+            for p in group["params"]:
+                k = self.index.get(id(p))
+                if k is None or self.seen[k]:
+                    continue
+                self.seen[k] = True
+                if p.grad is None:  # every optimiser skips it
+                    self.scale[k] = 0.0
+                elif plain and not group["momentum"]:
+                    fast.append(k)
+                    self.scale[k] = abs(float(group["lr"]))
+                elif plain:
+                    momentum.append(k)
+                    self.scale[k] = abs(float(group["lr"]))
+                else:
+                    generic.append(k)
+                    self.scale[k] = 1.0
+        changed = [  # clipped (or replaced) since backward: take the norm of what the step will use
+            k
+            for k in fast
+            if self.params[k].grad is not self.grads[k]
+            or self.grads[k]._version != self.grad_versions[k]
+            or self.grad_norms[k] is None
+        ]
+        for k, v in zip(changed, norms([self.params[k].grad.detach() for k in changed]), strict=True):
+            self.tensors[k] = v
+        for k in set(fast) - set(changed):
+            self.tensors[k] = self.grad_norms[k]
+        if momentum:
+            self.after.append((momentum, opt))
+        if generic:
+            self.after.append((generic, Snapshot([self.params[k] for k in generic])))
+
+    @torch.no_grad()
+    def after_step(self, opt: torch.optim.Optimizer) -> None:
+        if not self.armed:
+            return
+        keep = []
+        for idx, source in self.after:
+            if source is opt:  # Δθ = -lr · (the momentum buffer just updated)
+                bufs = [opt.state[self.params[k]]["momentum_buffer"] for k in idx]
+                for k, v in zip(idx, norms(bufs), strict=True):
+                    self.tensors[k] = v
+            elif isinstance(source, Snapshot) and all(self.seen[k] for k in idx):
+                for k, v in zip(idx, source.update_norms([self.params[k] for k in idx]), strict=True):
+                    self.tensors[k] = v
+            else:
+                keep.append((idx, source))
+        self.after = keep
+
+    def result(self) -> tuple[list[torch.Tensor | None], np.ndarray] | None:
+        """(tensors, scale): ‖Δθ_k‖ = scale[k] · tensors[k] (tensor None: the scale alone, 0 or NaN)."""
+        if not self.armed:
+            return None
+        self.armed = False
+        moved = [p._version != v for p, v in zip(self.params, self.versions, strict=True)]
+        if self.snapshot is not None:  # the exact difference of the whole model
+            tensors = self.snapshot.update_norms(self.params)
+            self.snapshot = None
+            self.via_optimizer = all(s or not m for s, m in zip(self.seen, moved, strict=True))
+            return list(tensors), np.ones(len(self.params))
+        for k, (s, m) in enumerate(zip(self.seen, moved, strict=True)):
+            if not s:
+                self.scale[k] = np.nan if m else 0.0  # changed outside any optimiser: not measured
+        if any(m and not s for s, m in zip(self.seen, moved, strict=True)):
+            self.via_optimizer = False  # an update by hand: copy θ from the next step on
+        return self.tensors, self.scale
+
+
 def tensors_in(out: object) -> list[torch.Tensor]:
     """The tensors in a module's output (RNNs return (output, h_n) or (output, (h_n, c_n)))."""
     if isinstance(out, torch.Tensor):
@@ -101,14 +209,16 @@ def tensors_in(out: object) -> list[torch.Tensor]:
 
 
 def to_numpy(values: list[torch.Tensor]) -> np.ndarray:
-    """Concatenate 0-d and 1-d tensors into one float64 array, one transfer per (device, dtype)."""
+    """Concatenate 0-d and 1-d tensors into one float64 array, one transfer per device."""
     if not values:
         return np.empty(0)
-    flat = [v.detach().reshape(-1) for v in values]
     try:  # the usual case: one device (dtypes are promoted)
-        return torch.cat(flat).cpu().double().numpy()
+        if all(v.ndim == 0 for v in values):
+            return torch.stack(values).detach().cpu().double().numpy()
+        return torch.cat([v.detach().reshape(-1) for v in values]).cpu().double().numpy()
     except RuntimeError:
         pass
+    flat = [v.detach().reshape(-1) for v in values]
     sizes = [v.numel() for v in flat]
     starts = np.concatenate([[0], np.cumsum(sizes)])
     out = np.empty(int(starts[-1]), dtype=np.float64)
@@ -213,7 +323,7 @@ class StepSums:
         self.grads, self.grad_layer, self.grad_call = [], [], []
 
     def summarise(
-        self, layout: Layout, deltas: list[torch.Tensor] | None
+        self, layout: Layout, deltas: tuple[list[torch.Tensor | None], np.ndarray] | None
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float], dict[int, np.ndarray]]:
         """(layer rows, parameter rows, step values, per-cell ‖∂L/∂h_t‖ over t) of the step.
 
@@ -229,12 +339,14 @@ class StepSums:
             self.grad_norms,
             [self.param_grads[k] for k in present] if self.param_grads else [],  # type: ignore[misc]
             self.norms_before or [],
-            deltas or [],
+            [t for t in deltas[0] if t is not None] if deltas else [],
             [self.input_norm] if self.input_norm is not None else [],
             self.peaks,
         ]
-        sizes = [sum(t.numel() for t in part) for part in parts]
-        v = to_numpy([t for part in parts for t in part])
+        peaks = parts.pop()
+        sizes = [sum(t.numel() for t in parts[0])] + [len(part) for part in parts[1:]]  # 0-d after folded
+        sizes.append(sum(t.numel() for t in peaks))
+        v = np.concatenate([to_numpy([t for part in parts for t in part]), to_numpy(peaks)])
         folded, values, gnorm, grad_v, before_v, delta_v, input_v, peak_v = np.split(v, np.cumsum(sizes)[:-1])
 
         with np.errstate(over="ignore", invalid="ignore"):
@@ -292,6 +404,10 @@ class StepSums:
         lay["grad_norm"] = np.where(has_params, per_layer(par["grad_norm"]), np.nan)
         lay["param_norm"] = np.where(has_params, per_layer(par["param_norm"]), np.nan)
         if deltas:
+            scale = deltas[1].copy()
+            has = np.array([t is not None for t in deltas[0]], bool)
+            scale[has] *= delta_v
+            delta_v = scale  # ‖Δθ‖ per parameter
             with np.errstate(divide="ignore", invalid="ignore"):
                 par["update_ratio"] = np.where(par["param_norm"] > 0, delta_v / par["param_norm"], np.nan)
                 ratio = per_layer(delta_v) / lay["param_norm"]

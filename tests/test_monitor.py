@@ -360,6 +360,53 @@ def test_statistics_are_addressed_by_name():
         rec.step_values("nope")
 
 
+OPTIMISERS = {
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=0.2),
+    "sgd momentum": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+    "sgd nesterov, weight decay": lambda ps: torch.optim.SGD(
+        ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2
+    ),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-2),
+    "by hand": None,
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMISERS))
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_update_ratios_equal_the_parameter_change_for_every_optimiser(name, clip):
+    """Over several steps: read from the optimiser (plain SGD, momentum), from a copy around its
+    step (others), or from a copy of the whole model (an update by hand), always the true ‖Δθ‖/‖θ‖."""
+    torch.manual_seed(0)
+    model = _model("tanh")
+    x, y = _data()
+    frozen_out = list(model.parameters())[-1]  # in no optimiser: it must read 0
+    params = [p for p in model.parameters() if p is not frozen_out]
+    opt = OPTIMISERS[name](params) if OPTIMISERS[name] else None
+    with GradientMonitor(model) as mon:
+        want = []
+        for step in range(4):
+            model.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            mon.on_after_backward(step, model)
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            before = [p.detach().clone() for p in model.parameters()]
+            if opt is not None:
+                opt.step()
+            else:
+                with torch.no_grad():
+                    for p in params:
+                        p -= 0.1 * p.grad
+            want.append(
+                [float((p.detach() - b).norm() / b.norm()) for p, b in zip(model.parameters(), before)]
+            )
+            mon.on_step_end(step, model, float(loss.detach()))
+    got = mon.record.param_matrix("update_ratio").T
+    np.testing.assert_allclose(got, np.array(want), rtol=1e-6, atol=1e-15)
+    assert (got[:, -1] == 0).all(), "a parameter no optimiser holds did not move"
+
+
 # ---- theory: activation std through 50 layers ----------------------------------------------------
 
 
@@ -436,7 +483,7 @@ def test_memory_stays_flat_and_no_tensor_outlives_a_step():
         baseline, size = live_tensors(), mon.record.nbytes()
         for s in range(5, 105):
             step(s, mon)
-            assert mon._snapshot is None and mon._pending.empty()
+            assert not mon._updates.armed and mon._pending.empty()
         assert live_tensors() <= baseline
         per_step = (mon.record.nbytes() - size) / 100
         assert per_step < 2 * 4 * (len(LAYER_STATS) * 9 + len(PARAM_STATS) * 10), "summaries only"
