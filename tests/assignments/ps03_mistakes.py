@@ -431,23 +431,6 @@ MISTAKES: list[Mistake] = [
     ),
     Mistake(
         "saturation_fractions",
-        "hooks_left_attached",
-        "never removes the forward hooks it registered",
-        '''def saturation_fractions(model, x, eps=0.01):
-    """Saturated fraction of every nn.Sigmoid's outputs."""
-    fractions = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Sigmoid):
-            def hook(module, inputs, output, name=name):
-                fractions[name] = ((output < eps) | (output > 1 - eps)).double().mean().item()
-            module.register_forward_hook(hook)
-    with torch.no_grad():
-        model(x)
-    return fractions
-''',
-    ),
-    Mistake(
-        "saturation_fractions",
         "ignores_eps",
         "uses the usual 0.01 whatever eps it is given",
         '''def saturation_fractions(model, x, eps=0.01):
