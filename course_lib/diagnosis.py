@@ -116,6 +116,10 @@ def _e(x: float) -> str:
     return f"{x:.1e}" if math.isfinite(x) and x != 0 else f"{x:g}"
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _median(rows: np.ndarray) -> np.ndarray:
     """Median over steps (axis 1), ignoring NaN; NaN where a row has no value at all."""
     out = np.full(rows.shape[0], np.nan)
@@ -328,7 +332,7 @@ def _unit_problems(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> l
             checks[check] = f"skipped: {missing}"
             continue
         n_checked = int(applicable.sum())
-        checks[check] = f"ran on {n_checked} layers, at most {np.nanmax(frac):.0%} {kind}"
+        checks[check] = f"ran on {_n(n_checked, 'layer')}, at most {np.nanmax(frac):.0%} {kind}"
         hit = applicable & (frac > threshold)
         if not hit.any():
             continue
@@ -400,7 +404,7 @@ def _through_time(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> li
         numbers = {"ratio": r, "time_steps": t, "per_step_factor": per}
         found.append(Finding(kind, info.name, _ratio_severity(r, cfg), numbers, msg))
     if ran:
-        checks["gradient through time"] = f"ran on {ran} recurrent cells"
+        checks["gradient through time"] = f"ran on {_n(ran, 'recurrent cell')}"
     elif any(i.kind == "recurrent" for i in run.info):
         checks["gradient through time"] = (
             "skipped: the recurrent layers are fused nn.RNN/LSTM/GRU, whose kernel hides h_t; "
@@ -435,10 +439,10 @@ def _growth(run: _Run, cfg: DiagnosisConfig, checks: dict[str, str]) -> list[Fin
     total = np.sqrt(np.nansum(run.grads[:, measured] ** 2, axis=0))  # global ‖∂L/∂θ‖ per step
     if total.size <= cfg.growth_window:
         checks["gradient growth over training"] = (
-            f"skipped: {total.size} steps with parameter gradients; it needs more than {cfg.growth_window}"
+            f"skipped: {_n(total.size, 'step')} with parameter gradients; it needs more than {cfg.growth_window}"
         )
         return []
-    checks["gradient growth over training"] = f"ran over {total.size} steps"
+    checks["gradient growth over training"] = f"ran over {_n(total.size, 'step')}"
     base, peak = float(np.min(total[: cfg.growth_window])), int(np.argmax(total))
     growth = float(total[peak]) / base if base > 0 else math.inf
     if growth <= cfg.growth_ratio:
@@ -471,7 +475,7 @@ def _updates(run: _Run, cfg: DiagnosisConfig, explained_low: bool, checks: dict[
             else "skipped: no optimiser step was recorded (record_step() takes none; train() does)"
         )
         return []
-    checks["update/data ratio"] = f"ran on {idx.size} layers, median {np.median(upd[idx]):.0e}"
+    checks["update/data ratio"] = f"ran on {_n(idx.size, 'layer')}, median {np.median(upd[idx]):.0e}"
     with np.errstate(divide="ignore"):
         off = np.log10(upd[idx]) - math.log10(cfg.update_ratio_target)
     lo = cfg.update_ratio_target / 10**cfg.update_ratio_decades
@@ -525,7 +529,7 @@ def _healthy(run: _Run, checks: dict[str, str]) -> Finding:
     skipped = [
         f"{name}: {why.removeprefix('skipped: ')}" for name, why in checks.items() if why.startswith("skip")
     ]
-    msg = f"healthy over {len(run.steps)} steps; checked: " + "; ".join(ran)
+    msg = f"healthy over {_n(len(run.steps), 'step')}; checked: " + "; ".join(ran)
     if skipped:
         msg += ". Not checked: " + "; ".join(skipped)
     return Finding("healthy", None, "info", numbers, msg)
@@ -575,7 +579,7 @@ def diagnose(record: MonitorRecord | GradientMonitor, config: DiagnosisConfig | 
         )
     run = _Run.of(rec, cfg.last_steps)
     findings: list[Finding] = []
-    checks: dict[str, str] = {"non-finite values": f"ran on {len(run.steps)} steps"}
+    checks: dict[str, str] = {"non-finite values": f"ran on {_n(len(run.steps), 'step')}"}
     bad, k = _nonfinite(run)
     if bad is not None:  # what came after a NaN says nothing more: diagnose the steps before it
         findings.append(bad)

@@ -19,11 +19,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .monitor import LAYER_STATS, GradientMonitor, MonitorRecord
+from .monitor import GradientMonitor
+from .monitor_record import LAYER_STATS, MonitorRecord
 from .plots import STYLE
 
 Recordish = MonitorRecord | GradientMonitor
-WEIGHTED = ("linear", "conv", "recurrent")
+WEIGHTED = ("linear", "conv", "recurrent", "custom")  # as diagnosis.WEIGHTED
 STAT_LABELS = {
     "out_grad_norm": "‖∂L/∂h‖₂ (layer output)",
     "grad_norm": "‖∂L/∂θ‖₂ (layer parameters)",

@@ -45,13 +45,15 @@ Only forward passes with gradients enabled are recorded (evaluation under
 layer, a recurrent cell) gets one row: its statistics pool all the calls.
 
 This module holds the hooks; `monitor_record` the record they fill, `monitor_stats` the
-arithmetic (batched device-side reductions, one transfer per step). Cost: per layer a sum,
-a norm and, for ReLU and tanh/sigmoid, one more reduction, queued on the tensors' own
-device; the output gradients are held (not copied) and reduced together in one fused call
-when the step ends, with the per-parameter norms; one flat copy of the parameters per step
-for the update ratio, freed at step end. `MonitorConfig(every=N)` records every Nth step
-only. Precision: std comes from E[y²] - E[y]², accurate to about 1e-7·(mean/std)² relative
-in float32; update ratios below ~1e-7 (float32's resolution of θ) read as 0.
+arithmetic. Cost: per layer a sum, a norm and, for ReLU and tanh/sigmoid, one more
+reduction, queued on the tensors' own device; the output gradients are held (not copied)
+and reduced together in one fused call when the step ends, with the per-parameter norms,
+and everything reaches the CPU in one transfer. ‖Δθ‖ is read from the optimiser where it
+can be (lr·‖g‖ for plain SGD, lr·‖momentum buffer‖ with momentum) and from a copy of the
+parameters around the step otherwise (and in the first step, or after an update by hand).
+`MonitorConfig(every=N)` records every Nth step only. Memory: the held gradients live until
+the step ends, like the activations autograd keeps. Precision: std comes from
+E[y²] - E[y]², accurate to about 1e-7·(mean/std)² relative in float32.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class MonitorConfig:
 
     saturation_eps: float = 0.01  # a tanh/sigmoid output closer than this to a bound counts as saturated
     unit_dim: int = 1  # axis of a layer's output that indexes units/channels (-1 for (B, T, C) outputs)
-    track_updates: bool = True  # copy parameters each step to measure ‖Δθ‖/‖θ‖ (one transient copy)
+    track_updates: bool = True  # measure ‖Δθ‖/‖θ‖ across each optimiser step
     every: int = 1  # record every Nth step; on the others the hooks return at once (cheaper long runs)
     histogram_every: int | None = None  # keep activation/gradient samples every N steps (a multiple of every)
     histogram_size: int = 2048  # values kept per layer and per kept step

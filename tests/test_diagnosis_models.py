@@ -316,7 +316,7 @@ def test_the_diagnosis_names_exactly_the_known_problem(name, seed):
     sc = SCENARIOS[name]
     hist, mon = run_scenario(name, seed)
     findings = diagnose(mon)
-    assert findings.kinds == [sc.expected], (
+    assert [f.kind for f in findings] == [sc.expected], (
         f"{name}, seed {seed}: expected only {sc.expected!r}, got\n{report(findings)}"
     )
     f = findings[0]

@@ -399,7 +399,10 @@ def test_update_ratios_equal_the_parameter_change_for_every_optimiser(name, clip
                     for p in params:
                         p -= 0.1 * p.grad
             want.append(
-                [float((p.detach() - b).norm() / b.norm()) for p, b in zip(model.parameters(), before)]
+                [
+                    float((p.detach() - b).norm() / b.norm())
+                    for p, b in zip(model.parameters(), before, strict=True)
+                ]
             )
             mon.on_step_end(step, model, float(loss.detach()))
     got = mon.record.param_matrix("update_ratio").T
