@@ -1,6 +1,7 @@
 """Overhead of the GradientMonitor on a training step of a 20-layer MLP (COURSE_DESIGN.md §8 style).
 
     .venv/bin/python benchmarks/bench_diagnostics.py [--width 256] [--batch 128] [--steps 200] [--threads 1]
+        [--optimizer sgd|momentum|adam]
 
 Two measurements, each monitored against unmonitored, with the monitor's default settings
 (every step recorded, update ratios on, no histograms):
@@ -11,12 +12,16 @@ Two measurements, each monitored against unmonitored, with the monitor's default
 
 Variants run in interleaved blocks after a warm-up, so drift in the machine's speed affects
 both alike, and the ratio of the median step times is reported (goal: <= 1.3x). Threads
-default to 1, the setting seed_everything() gives every chapter. Prints; asserts nothing.
+default to 1, the setting seed_everything() gives every chapter. The machine's load average
+is printed before and after: on a shared machine, compare only figures taken at a low load.
+With plain SGD (the default) the monitor reads ‖Δθ‖ from the step itself; `--optimizer adam`
+times the path that copies the parameters around the optimiser's step. Prints; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -108,18 +113,24 @@ def main() -> int:
     parser.add_argument("--block", type=int, default=20, help="steps per interleaved block")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the course uses 1)")
     parser.add_argument("--every", type=int, default=1, help="MonitorConfig.every: record every Nth step")
+    parser.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
     args = parser.parse_args()
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
 
     seed_everything(0, threads=args.threads, deterministic=False)
     device = default_device()
     model = make_mlp(in_features=args.width, hidden=(args.width,) * args.depth, out_features=10, init="he")
     model = model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    opt = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=1e-3),
+        "momentum": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9),
+        "adam": lambda ps: torch.optim.Adam(ps, lr=1e-4),
+    }[args.optimizer](model.parameters())
     x = torch.randn(args.batch, args.width, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     monitor = GradientMonitor(model, MonitorConfig(every=args.every))
     monitor.detach()
-    print(f"device: {device}, torch threads: {torch.get_num_threads()}, every={args.every}")
+    print(f"device: {device}, torch threads: {torch.get_num_threads()}, every={args.every}, {args.optimizer}")
     print(
         f"model: {args.depth} hidden layers of {args.width}, batch {args.batch}, {args.steps} steps per variant"
     )
@@ -139,6 +150,7 @@ def main() -> int:
         args.steps,
         args.block,
     )
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     rec = monitor.record
     print(
         f"record: {rec!r}, {rec.nbytes() / 1e3:.0f} kB ({rec.nbytes() / max(rec.n_steps, 1):.0f} B per step)"

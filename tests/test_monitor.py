@@ -638,16 +638,27 @@ def test_record_api_errors_and_reprs():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_gives_the_cpu_numbers():
-    results = []
+    """Three steps on each device, through every update path: the whole-model copy (step 0), then
+    plain SGD read from the step, momentum read from its buffer, Adam's copy around its step;
+    a custom layer, ReLU dead units and tanh saturation included."""
+    results = {}
     for device in ("cpu", "cuda"):
-        model = _model("tanh").to(device)
-        x, y = (t.to(device) for t in _data())
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        with GradientMonitor(model) as mon:
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            mon.on_after_backward(0, model)
-            opt.step()
-            mon.on_step_end(0, model, float(loss.detach()))
-        results.append(np.stack([mon.record.matrix(s)[:, 0] for s in LAYER_STATS]))
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-6, equal_nan=True)
+        for name in ("sgd", "sgd momentum", "adamw"):
+            torch.manual_seed(0)
+            model = nn.Sequential(Affine(12, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 5))
+            model = model.to(device, torch.float64)
+            x, y = (t.to(device) for t in _data())
+            opt = OPTIMISERS[name](model.parameters())
+            with GradientMonitor(model) as mon:
+                for step in range(3):
+                    opt.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(model(x), y)
+                    loss.backward()
+                    mon.on_after_backward(step, model)
+                    opt.step()
+                    mon.on_step_end(step, model, float(loss.detach()))
+            rec = mon.record
+            results[device, name] = np.stack([rec.matrix(s) for s in LAYER_STATS])
+            assert not np.isnan(rec.matrix("update_ratio", ["0", "2", "4"])).any()
+    for name in ("sgd", "sgd momentum", "adamw"):
+        np.testing.assert_allclose(results["cuda", name], results["cpu", name], rtol=1e-6, equal_nan=True)
