@@ -329,7 +329,9 @@ def cases(course: str, repo: str) -> list[Case]:
             "monkeypatch-torch",
             prefixed("cross_entropy", PATCH_TORCH, WRONG["cross_entropy"]),
             "graded",
-            {"test_cross_entropy"},
+            # F.cross_entropy in its own kernel now runs the wrong answer, so the loss its train_step
+            # and accumulated_gradients receive is wrong too: self-inflicted, and nothing is gained.
+            {"test_cross_entropy", "test_train_step", "test_accumulated_gradients"},
             ("calls setattr", "replaces torch.Tensor.__le__"),
         ),
         Case(
@@ -357,7 +359,13 @@ def cases(course: str, repo: str) -> list[Case]:
             "graded",
             {"test_sigmoid_grad", "test_cross_entropy"},
         ),
-        Case("snoop", snoop(course, repo), "graded", set(), ("get_ipython", "inspect")),
+        Case(
+            "snoop",
+            snoop(course, repo),
+            "graded-with-issues",
+            set(),
+            ("get_ipython", "inspect", "output cut"),
+        ),
         # Attacks on the comparisons themselves: the verdict is made outside the kernel, so none earns a point.
         Case(
             "tensor-subclass",
