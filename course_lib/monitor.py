@@ -209,7 +209,6 @@ class GradientMonitor(Callback):
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending = StepSums(len(infos))
         self._updates = UpdateMeter(self._params)
-        self._warm: tuple[list[torch.Tensor], list[int]] | None = None  # (‖θ‖, versions) after a step
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._step = 0  # steps seen, recorded or not
         self._start_step()
@@ -257,7 +256,6 @@ class GradientMonitor(Callback):
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._warm = None
         self._updates = UpdateMeter(self._params)
         for module in [self.model, *self._modules]:
             if _ATTACHED.get(module) is self:
@@ -301,6 +299,7 @@ class GradientMonitor(Callback):
         info = self._record._layers[i]
         unit_dim = -1 if info.kind == "recurrent" else self.config.unit_dim
         cell = isinstance(self._modules[i], nn.RNNCellBase)
+        others: dict[int, tuple[int, ...]] = {}  # output ndim -> the axes reduced for a unit's peak
         if info.bounds is not None:
             lo, hi = info.bounds
             centre, reach = (lo + hi) / 2, (hi - lo) / 2 - self.config.saturation_eps
@@ -320,7 +319,8 @@ class GradientMonitor(Callback):
                 )
                 return
             p = self._pending
-            if not p.forward_seen():  # the first layer to finish sees the model's input
+            if not p.started:  # the first layer to finish sees the model's input
+                p.started = True
                 xs = [t for t in tensors_in(args) if t.is_floating_point()]
                 if xs:
                     p.input_norm = norm(xs[0].detach().reshape(-1))
@@ -338,8 +338,13 @@ class GradientMonitor(Callback):
                 dist = y.abs() if centre == 0 else (y - centre).abs_()
                 p.add_folding(i, "saturated", dist.gt_(reach).sum())
             if info.can_die:  # a unit is alive if it is positive for some example (and position)
-                axis = unit_dim % y.ndim if y.ndim > 1 else None
-                peak = y if axis is None else y.amax(dim=tuple(d for d in range(y.ndim) if d != axis))
+                dims = others.get(y.ndim)
+                if dims is None:
+                    axis = unit_dim % y.ndim if y.ndim > 1 else None
+                    dims = others[y.ndim] = (
+                        () if axis is None else tuple(d for d in range(y.ndim) if d != axis)
+                    )
+                peak = y.amax(dim=dims) if dims else y
                 p.peaks.append(peak.reshape(-1))
                 p.peak_layer.append(i)
             p.numel[i] += y.numel()
@@ -379,14 +384,12 @@ class GradientMonitor(Callback):
             raise RuntimeError(f"{self!r} is detached: call attach() or use it inside `with`")
 
     def _param_norms(self) -> list[torch.Tensor]:
-        """‖θ‖ per parameter: taken right after the last step when unchanged since, else now."""
-        warm, self._warm = self._warm, None
-        if warm is not None and warm[1] == [p._version for p in self._params]:
-            return warm[0]
+        """‖θ‖ per parameter, now."""
         with torch.no_grad():
             return norms([p.detach() for p in self._params])
 
     def _collect_grads(self) -> None:
+        """‖∂L/∂θ‖ and ‖θ‖ of every parameter, in one fused call."""
         grads = [p.grad for p in self._params]
         pend = self._pending
         if all(g is None for g in grads) and not pend.backward_seen():
@@ -399,9 +402,10 @@ class GradientMonitor(Callback):
             grads = [None] * len(grads)  # a forward pass without backward: .grad is left from before
         with torch.no_grad():
             present = [g.detach() for g in grads if g is not None]
-            it = iter(norms(present))
-            pend.param_grads = [None if g is None else next(it) for g in grads]
-        pend.norms_before = self._param_norms()
+            both = norms(present + [p.detach() for p in self._params])
+        it = iter(both[: len(present)])
+        pend.param_grads = [None if g is None else next(it) for g in grads]
+        pend.norms_before = both[len(present) :]
 
     def on_after_backward(self, step: int, model: nn.Module) -> None:
         """Gradients are ready: take their norms, and copy the parameters to measure the update."""
@@ -420,10 +424,7 @@ class GradientMonitor(Callback):
             return
         if self._pending.param_grads is None:
             raise RuntimeError("on_step_end() without on_after_backward(): call it after loss.backward()")
-        deltas = self._updates.result()
-        with torch.no_grad():  # ‖θ‖ now, while the parameters are still in cache: next step's ‖θ_old‖
-            self._warm = (norms([p.detach() for p in self._params]), [p._version for p in self._params])
-        self._finalize(loss, deltas)
+        self._finalize(loss, self._updates.result())
 
     def on_nonfinite_loss(self, step: int, model: nn.Module, loss: float) -> None:
         """train() stops: the loss of this step is not finite. Record the step with that loss."""

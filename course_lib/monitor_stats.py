@@ -263,6 +263,7 @@ class StepSums:
     numel: list[int] = field(default_factory=list)  # output elements seen per layer
     calls: list[int] = field(default_factory=list)  # forward calls per layer
     expect_grad: bool = False  # some monitored output required a gradient
+    started: bool = False  # a monitored layer has finished a forward call in this step
     input_norm: torch.Tensor | None = None  # ‖x‖ of the model's input (the first layer's input)
     samples: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # (layer, act/grad)
     param_grads: list[torch.Tensor | None] | None = None  # ‖∂L/∂θ‖ per parameter (None: no .grad)
@@ -278,7 +279,7 @@ class StepSums:
         )
 
     def forward_seen(self) -> bool:
-        return any(self.calls)
+        return self.started
 
     def backward_seen(self) -> bool:
         return bool(self.grads or self.grad_norms)
