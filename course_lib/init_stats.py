@@ -161,17 +161,17 @@ def render_init_std(activation: str, scheme: str, depth: int = 50, width: int = 
     stats = stack_stats(depth, width, activation, sigma, batch=128, generator=gen)
     layers = np.arange(1, depth + 1)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
         with np.errstate(all="ignore"):
             fwd = np.where(np.isfinite(stats.pre_std), stats.pre_std, np.nan)
             bwd = np.where(np.isfinite(stats.grad_std), stats.grad_std, np.nan)
         ax.semilogy(layers, fwd, "o-", ms=3, label="forward: std of $z_l$")
         ax.semilogy(layers, bwd, "s--", ms=3, label="backward: std of $\\partial S/\\partial z_l$")
         ax.axhline(1.0, color="0.5", lw=0.8)
-        ax.set(xlabel="layer l (input → output)", ylabel="standard deviation", ylim=(1e-20, 1e20))
+        ax.set(xlabel="layer l (input → output)", ylabel="standard deviation", ylim=(1e-50, 1e50))
         last = stats.pre_std[-1]
         ax.set_title(f"{activation}, {scheme}: std of $z_{{{depth}}}$ = {last:.2g}", fontsize=10)
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
         fig.tight_layout()
     return fig
 
