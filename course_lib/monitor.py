@@ -46,13 +46,11 @@ layer, a recurrent cell) gets one row: its statistics pool all the calls.
 
 This module holds the hooks; `monitor_record` the record they fill, `monitor_stats` the
 arithmetic. Cost: per layer a sum, a norm and, for ReLU and tanh/sigmoid, one more
-reduction, queued on the tensors' own device; the output gradients are held (not copied)
-and reduced together in one fused call when the step ends, with the per-parameter norms,
-and everything reaches the CPU in one transfer. ‖Δθ‖ is read from the optimiser where it
+reduction, and the norm of its output gradient, queued on the tensors' own device; the
+per-parameter norms in one fused call; everything reaches the CPU in one transfer. ‖Δθ‖ is read from the optimiser where it
 can be (lr·‖g‖ for plain SGD, lr·‖momentum buffer‖ with momentum) and from a copy of the
 parameters around the step otherwise (and in the first step, or after an update by hand).
-`MonitorConfig(every=N)` records every Nth step only. Memory: the held gradients live until
-the step ends, like the activations autograd keeps. Precision: std comes from
+`MonitorConfig(every=N)` records every Nth step only. Precision: std comes from
 E[y²] - E[y]², accurate to about 1e-7·(mean/std)² relative in float32.
 """
 
@@ -69,7 +67,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from .monitor_record import LAYER_STATS, PARAM_STATS, STEP_STATS, LayerInfo, MonitorRecord
-from .monitor_stats import Layout, StepSums, UpdateMeter, norm, norms, tensors_in
+from .monitor_stats import ACC, Layout, StepSums, UpdateMeter, norm, norms, tensors_in
 from .training import Callback
 
 __all__ = [
@@ -209,6 +207,7 @@ class GradientMonitor(Callback):
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending = StepSums(len(infos))
         self._updates = UpdateMeter(self._params)
+        self._warm: tuple[list[torch.Tensor], list[int]] | None = None  # (‖θ‖, versions) after a step
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._step = 0  # steps seen, recorded or not
         self._start_step()
@@ -256,6 +255,7 @@ class GradientMonitor(Callback):
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._warm = None
         self._updates = UpdateMeter(self._params)
         for module in [self.model, *self._modules]:
             if _ATTACHED.get(module) is self:
@@ -300,6 +300,7 @@ class GradientMonitor(Callback):
         unit_dim = -1 if info.kind == "recurrent" else self.config.unit_dim
         cell = isinstance(self._modules[i], nn.RNNCellBase)
         others: dict[int, tuple[int, ...]] = {}  # output ndim -> the axes reduced for a unit's peak
+        slots = (i * len(ACC) + ACC.index("sum"), i * len(ACC) + ACC.index("sumsq"))
         if info.bounds is not None:
             lo, hi = info.bounds
             centre, reach = (lo + hi) / 2, (hi - lo) / 2 - self.config.saturation_eps
@@ -332,11 +333,12 @@ class GradientMonitor(Callback):
                 y = y.float()
             # A few reductions per layer, all left on the device until the step ends.
             flat = y.view(-1) if y.is_contiguous() else y.reshape(-1)
-            p.add_folding(i, "sum", flat.sum())  # Σy
-            p.add_folding(i, "sumsq", norm(flat), square=True)  # sqrt(Σy²), squared in float64 later
+            p.values.extend((flat.sum(), norm(flat)))  # Σy and sqrt(Σy²), squared in float64 later
+            p.slots.extend(slots)
+            p.squared.extend((False, True))
             if info.bounds is not None:  # |y - centre| > half-range - eps: near a bound
                 dist = y.abs() if centre == 0 else (y - centre).abs_()
-                p.add_folding(i, "saturated", dist.gt_(reach).sum())
+                p.add(i, "saturated", dist.gt_(reach).sum())
             if info.can_die:  # a unit is alive if it is positive for some example (and position)
                 dims = others.get(y.ndim)
                 if dims is None:
@@ -345,8 +347,10 @@ class GradientMonitor(Callback):
                         () if axis is None else tuple(d for d in range(y.ndim) if d != axis)
                     )
                 peak = y.amax(dim=dims) if dims else y
-                p.peaks.append(peak.reshape(-1))
+                p.peaks.append(peak if peak.ndim == 1 else peak.reshape(-1))
                 p.peak_layer.append(i)
+            if len(p.values) >= 8192:  # a module called in a loop of thousands of steps
+                p.fold_values()
             p.numel[i] += y.numel()
             call = p.calls[i]
             p.calls[i] += 1
@@ -371,7 +375,7 @@ class GradientMonitor(Callback):
     def _make_grad_hook(self, i: int, keep: bool, call: int) -> Callable[[torch.Tensor], None]:
         def hook(g: torch.Tensor) -> None:
             p = self._pending
-            p.hold_grad(i, call, g)  # a reference, reduced with the others when the step ends
+            p.add_grad(i, call, g)  # its norm, queued on the device
             if keep and (i, "grad") not in p.samples:
                 p.samples[(i, "grad")] = self._sample(g)
 
@@ -384,12 +388,14 @@ class GradientMonitor(Callback):
             raise RuntimeError(f"{self!r} is detached: call attach() or use it inside `with`")
 
     def _param_norms(self) -> list[torch.Tensor]:
-        """‖θ‖ per parameter, now."""
+        """‖θ‖ per parameter: taken right after the last step when unchanged since, else now."""
+        warm, self._warm = self._warm, None
+        if warm is not None and warm[1] == [p._version for p in self._params]:
+            return warm[0]
         with torch.no_grad():
             return norms([p.detach() for p in self._params])
 
     def _collect_grads(self) -> None:
-        """‖∂L/∂θ‖ and ‖θ‖ of every parameter, in one fused call."""
         grads = [p.grad for p in self._params]
         pend = self._pending
         if all(g is None for g in grads) and not pend.backward_seen():
@@ -402,10 +408,9 @@ class GradientMonitor(Callback):
             grads = [None] * len(grads)  # a forward pass without backward: .grad is left from before
         with torch.no_grad():
             present = [g.detach() for g in grads if g is not None]
-            both = norms(present + [p.detach() for p in self._params])
-        it = iter(both[: len(present)])
-        pend.param_grads = [None if g is None else next(it) for g in grads]
-        pend.norms_before = both[len(present) :]
+            it = iter(norms(present))
+            pend.param_grads = [None if g is None else next(it) for g in grads]
+        pend.norms_before = self._param_norms()
 
     def on_after_backward(self, step: int, model: nn.Module) -> None:
         """Gradients are ready: take their norms, and copy the parameters to measure the update."""
@@ -424,7 +429,10 @@ class GradientMonitor(Callback):
             return
         if self._pending.param_grads is None:
             raise RuntimeError("on_step_end() without on_after_backward(): call it after loss.backward()")
-        self._finalize(loss, self._updates.result())
+        deltas = self._updates.result()
+        with torch.no_grad():  # ‖θ‖ now, while the step has the parameters in cache: next step's ‖θ_old‖
+            self._warm = (norms([p.detach() for p in self._params]), [p._version for p in self._params])
+        self._finalize(loss, deltas)
 
     def on_nonfinite_loss(self, step: int, model: nn.Module, loss: float) -> None:
         """train() stops: the loss of this step is not finite. Record the step with that loss."""

@@ -2,12 +2,13 @@
 transfer that turns them into the step's named statistics.
 
 During a step the hooks only *queue* work: a few 0-d reductions per layer output (Σy,
-‖y‖, a count of saturated outputs, the per-unit maximum of a ReLU), and references to the
-gradients that reach each output. When the step ends, `StepSums.summarise` takes every
-gradient norm in one fused call (`torch._foreach_norm`, as `clip_grad_norm_` does), moves
-everything to the CPU in one transfer per device, and combines it in float64 NumPy into
-per-layer, per-parameter and per-step values addressed by the names of
-`monitor_record.LAYER_STATS`, `PARAM_STATS` and `STEP_STATS`.
+‖y‖, a count of saturated outputs, the per-unit maximum of a ReLU) and the norm of the
+gradient that reaches each output, all left on the tensors' device. The parameters' and
+their gradients' norms are taken in one fused call (`torch._foreach_norm`, as
+`clip_grad_norm_` does). When the step ends, `StepSums.summarise` moves everything to the
+CPU in one transfer per device and combines it in float64 NumPy into per-layer,
+per-parameter and per-step values addressed by the names of `monitor_record.LAYER_STATS`,
+`PARAM_STATS` and `STEP_STATS`.
 
 Every per-layer value is a sum (of y, of y², of saturated outputs, of ‖∂L/∂h‖²), so
 several forward calls of one module in a step (a shared layer, a recurrent cell) combine
@@ -26,7 +27,6 @@ from torch.nn.utils.rnn import PackedSequence
 
 ACC = ("sum", "sumsq", "saturated", "out_grad_sq")  # per-layer sums gathered over a step
 _ACC = {name: k for k, name in enumerate(ACC)}
-_FOLD_GRADS = 256  # held gradients beyond this are reduced to norms at once (long recurrent loops)
 
 # float32 squares leave its range below ~1e-19 and above ~1e19 (norms); within these bounds a
 # float32 vector_norm is exact to rounding, outside them it is recomputed in float64.
@@ -50,12 +50,15 @@ def norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """`norm` of each tensor, in one fused multi-tensor call where PyTorch offers it."""
     if not tensors:
         return []
-    if any(t.device.type != "cpu" for t in tensors):
+    if tensors[0].device.type != "cpu":
         try:
             return list(torch._foreach_norm(tensors, 2, dtype=torch.float64))
         except (RuntimeError, TypeError):  # tensors on several devices
             return [norm(t) for t in tensors]
-    out = list(torch._foreach_norm(tensors))
+    try:
+        out = list(torch._foreach_norm(tensors))
+    except (RuntimeError, TypeError):  # a CPU tensor among accelerator tensors
+        return [norm(t) for t in tensors]
     for k, v in enumerate(torch.stack(out).tolist()):
         if not _SAFE[0] < v < _SAFE[1] and tensors[k].dtype != torch.float64:
             out[k] = torch.linalg.vector_norm(tensors[k], dtype=torch.float64)
@@ -208,12 +211,12 @@ def tensors_in(out: object) -> list[torch.Tensor]:
     return []
 
 
-def to_numpy(values: list[torch.Tensor]) -> np.ndarray:
-    """Concatenate 0-d and 1-d tensors into one float64 array, one transfer per device."""
+def to_numpy(values: list[torch.Tensor], *, scalars: bool = False) -> np.ndarray:
+    """Concatenate 0-d (`scalars`) or 1-d tensors into one float64 array, one transfer per device."""
     if not values:
         return np.empty(0)
     try:  # the usual case: one device (dtypes are promoted)
-        if all(v.ndim == 0 for v in values):
+        if scalars:
             return torch.stack(values).detach().cpu().double().numpy()
         return torch.cat([v.detach().reshape(-1) for v in values]).cpu().double().numpy()
     except RuntimeError:
@@ -253,12 +256,9 @@ class StepSums:
     squared: list[bool] = field(default_factory=list)  # ... after squaring (a norm) or as they are
     peaks: list[torch.Tensor] = field(default_factory=list)  # (units,) max over the batch, ReLU layers
     peak_layer: list[int] = field(default_factory=list)
-    grads: list[torch.Tensor] = field(default_factory=list)  # ∂L/∂output as it arrived (held, not copied)
-    grad_layer: list[int] = field(default_factory=list)
-    grad_call: list[int] = field(default_factory=list)  # the call of a recurrent cell (its h_t), else -1
-    grad_norms: list[torch.Tensor] = field(default_factory=list)  # held gradients already reduced
+    grad_norms: list[torch.Tensor] = field(default_factory=list)  # ‖∂L/∂output‖ of each arrival
     norm_layer: list[int] = field(default_factory=list)
-    norm_call: list[int] = field(default_factory=list)
+    norm_call: list[int] = field(default_factory=list)  # the call of a recurrent cell (its h_t), else -1
     folded: list[torch.Tensor] = field(default_factory=list)  # (layers * len(ACC),) float64 partial sums
     numel: list[int] = field(default_factory=list)  # output elements seen per layer
     calls: list[int] = field(default_factory=list)  # forward calls per layer
@@ -274,26 +274,18 @@ class StepSums:
         self.calls = [0] * self.n_layers
 
     def empty(self) -> bool:
-        return not (
-            self.values or self.folded or self.grads or self.grad_norms or self.param_grads is not None
-        )
+        return not (self.values or self.folded or self.grad_norms or self.param_grads is not None)
 
     def forward_seen(self) -> bool:
         return self.started
 
     def backward_seen(self) -> bool:
-        return bool(self.grads or self.grad_norms)
+        return bool(self.grad_norms)
 
     def add(self, layer: int, acc: str, value: torch.Tensor, *, square: bool = False) -> None:
         self.values.append(value)
         self.slots.append(layer * len(ACC) + _ACC[acc])
         self.squared.append(square)
-
-    def add_folding(self, layer: int, acc: str, value: torch.Tensor, *, square: bool = False) -> None:
-        """`add`, then fold when many values wait (a module called in a loop of thousands of steps)."""
-        self.add(layer, acc, value, square=square)
-        if len(self.values) >= 8192:
-            self.fold_values()
 
     def fold_values(self) -> None:
         """Add the waiting values slot by slot on their devices (float64): O(layers) tensors held."""
@@ -309,19 +301,12 @@ class StepSums:
             self.folded.append(acc)
         self.values, self.slots, self.squared = [], [], []
 
-    def hold_grad(self, layer: int, call: int, g: torch.Tensor) -> None:
-        self.grads.append(g)
-        self.grad_layer.append(layer)
-        self.grad_call.append(call)
-        if len(self.grads) >= _FOLD_GRADS:
-            self.fold()
-
-    def fold(self) -> None:
-        """Reduce the held gradients to norms now, so a long loop holds O(1) gradients."""
-        self.grad_norms += norms(self.grads)
-        self.norm_layer += self.grad_layer
-        self.norm_call += self.grad_call
-        self.grads, self.grad_layer, self.grad_call = [], [], []
+    def add_grad(self, layer: int, call: int, g: torch.Tensor) -> None:
+        """‖∂L/∂output‖ now: holding the gradient itself until the step ends would keep autograd
+        from reusing its buffers (measured: a backward pass several times slower to allocate)."""
+        self.grad_norms.append(norm(g))
+        self.norm_layer.append(layer)
+        self.norm_call.append(call)
 
     def summarise(
         self, layout: Layout, deltas: tuple[list[torch.Tensor | None], np.ndarray] | None
@@ -331,7 +316,6 @@ class StepSums:
         Layer rows are (layers,) arrays keyed by LAYER_STATS names, parameter rows (params,)
         arrays keyed by PARAM_STATS names; `time_grad_*` are filled by the caller from the
         returned per-cell series. One transfer to the CPU per device."""
-        self.fold()
         n_layers, n_params = self.n_layers, len(layout.owner)
         present = [k for k, g in enumerate(self.param_grads or []) if g is not None]
         parts = [
@@ -347,8 +331,13 @@ class StepSums:
         peaks = parts.pop()
         sizes = [sum(t.numel() for t in parts[0])] + [len(part) for part in parts[1:]]  # 0-d after folded
         sizes.append(sum(t.numel() for t in peaks))
-        v = np.concatenate([to_numpy([t for part in parts for t in part]), to_numpy(peaks)])
-        folded, values, gnorm, grad_v, before_v, delta_v, input_v, peak_v = np.split(v, np.cumsum(sizes)[:-1])
+        head = to_numpy(parts[0]) if parts[0] else np.empty(0)  # folded partial sums (1-d)
+        rest = to_numpy([t for part in parts[1:] for t in part], scalars=True)
+        v = np.concatenate([head, rest, to_numpy(peaks)])
+        ends = np.cumsum(sizes).tolist()
+        folded, values, gnorm, grad_v, before_v, delta_v, input_v, peak_v = (
+            v[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)
+        )
 
         with np.errstate(over="ignore", invalid="ignore"):
             values = np.where(np.asarray(self.squared, bool), values**2, values)
@@ -371,11 +360,16 @@ class StepSums:
             lay["act_std"] = np.sqrt(np.maximum(col["sumsq"] / numel - mean**2, 0.0))  # E[y²] - E[y]²
             lay["saturated"] = np.where(layout.bounded, col["saturated"] / numel, np.nan)
             units, alive = np.zeros(n_layers), np.zeros(n_layers)
-            cuts = np.cumsum([t.numel() for t in self.peaks])[:-1]
-            chunks = np.split(peak_v, cuts) if self.peaks else []
-            for layer, chunk in zip(self.peak_layer, chunks, strict=True):
-                units[layer] += chunk.size
-                alive[layer] += np.count_nonzero(chunk)  # ReLU outputs are >= 0: nonzero = alive
+            if self.peaks:  # ReLU outputs are >= 0: a unit whose peak is nonzero is alive
+                sizes_p = np.array([t.numel() for t in self.peaks])
+                starts = np.concatenate([[0], np.cumsum(sizes_p)[:-1]])
+                live = (
+                    np.add.reduceat((peak_v != 0).astype(np.float64), starts)
+                    if peak_v.size
+                    else sizes_p * 0.0
+                )
+                units = np.bincount(self.peak_layer, weights=sizes_p, minlength=n_layers)
+                alive = np.bincount(self.peak_layer, weights=live, minlength=n_layers)
             lay["dead"] = np.where(layout.can_die & (units > 0), 1.0 - alive / units, np.nan)
             lay["out_grad_norm"] = np.where(got, np.sqrt(col["out_grad_sq"]), np.nan)
         for stat in ("act_mean", "act_std", "saturated", "dead"):
