@@ -53,12 +53,8 @@ def make_deep_linear(
         layer = nn.Linear(widths[i], widths[i + 1], bias=False)
         with torch.no_grad():
             w = torch.empty(widths[i + 1], widths[i])
-            if init == "orthogonal":
-                a = torch.randn(max(w.shape), min(w.shape), generator=generator)
-                q, r = torch.linalg.qr(a)  # (max, min) with orthonormal columns
-                q = q * torch.sign(torch.diagonal(r))  # a uniformly (Haar) distributed Q
-                w.copy_(q if w.shape[0] >= w.shape[1] else q.T)
-                w.mul_(weight_scale)
+            if init == "orthogonal":  # a uniformly (Haar) distributed orthogonal matrix, scaled
+                nn.init.orthogonal_(w, gain=weight_scale, generator=generator)
             else:
                 w.normal_(0.0, weight_scale / math.sqrt(widths[i]), generator=generator)
             layer.weight.copy_(w)

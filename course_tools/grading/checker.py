@@ -48,7 +48,6 @@ BETRAYING_OPS: dict[str, tuple[str, ...]] = {
     "torch.Tensor.logsumexp": ("aten.logsumexp",),
     "torch.special.logsumexp": ("aten.logsumexp",),
     "torch.linalg.qr": ("aten.linalg_qr",),
-    "torch.nn.init.orthogonal_": ("aten.linalg_qr",),
     "torch.linalg.matrix_norm": ("aten.linalg_matrix_norm",),
     "torch.linalg.svdvals": ("aten._linalg_svd", "aten.linalg_svdvals"),
     "torch.linalg.svd": ("aten._linalg_svd",),
