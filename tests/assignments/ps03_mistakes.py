@@ -448,6 +448,20 @@ MISTAKES: list[Mistake] = [
     return fractions
 ''',
     ),
+    Mistake(
+        "saturation_fractions",
+        "uses_the_course_monitor",
+        "lets the course's GradientMonitor measure the fractions instead of writing the hooks",
+        '''def saturation_fractions(model, x, eps=0.01):
+    """Saturated fraction of every nn.Sigmoid's outputs, as the course's monitor records it."""
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Sigmoid)]
+    with GradientMonitor(model, MonitorConfig(saturation_eps=eps), layers=names) as mon:
+        model(x).sum().backward()
+        mon.record_step()
+    model.zero_grad(set_to_none=True)
+    return dict(zip(names, mon.record.matrix("saturated", names)[:, 0].tolist()))
+''',
+    ),
 ]
 
 ALTERNATIVES: list[Alternative] = [
