@@ -34,7 +34,7 @@ from nbclient.exceptions import DeadKernelError
 
 from course_lib.checks import CheckFailed, ForbiddenCall
 
-from .kernel.link import AUTOGRAD_TARGETS, MIME, functions, grad_holders
+from .kernel.link import AUTOGRAD_TARGETS, MIME, TENSOR_DTYPES, functions, grad_holders
 
 # aten ops that betray a forbidden built-in however it was reached (alias, private helper, C binding).
 BETRAYING_OPS: dict[str, tuple[str, ...]] = {
@@ -216,21 +216,7 @@ def _describe(outputs: list) -> str:
     return "the kernel sent no reply (was the grading link replaced?)"
 
 
-_DTYPES = {
-    name: getattr(torch, name)
-    for name in (
-        "float64",
-        "float32",
-        "float16",
-        "bfloat16",
-        "int64",
-        "int32",
-        "int16",
-        "int8",
-        "uint8",
-        "bool",
-    )
-}
+_DTYPES = {name: getattr(torch, name) for name in TENSOR_DTYPES}
 
 
 def decode(value: Any, depth: int = 0) -> Any:

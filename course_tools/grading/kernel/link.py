@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib
 import math
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 MIME = "application/x-course-link+json"
 MAX_ITEMS = 2_000_000  # elements of all tensors in one reply; more is reported, not sent
 
-_TENSOR_DTYPES = (
+TENSOR_DTYPES = (
     "float64",
     "float32",
     "float16",
@@ -125,7 +124,7 @@ def encode(value: Any, budget: list[int] | None = None, depth: int = 0) -> Any:
         return encode(torch.from_numpy(np.ascontiguousarray(value)), budget, depth + 1)
     if isinstance(value, torch.Tensor):
         t = torch.Tensor.as_subclass(value, torch.Tensor).detach()
-        if t.is_complex() or str(t.dtype).replace("torch.", "") not in _TENSOR_DTYPES:
+        if t.is_complex() or str(t.dtype).replace("torch.", "") not in TENSOR_DTYPES:
             return {"__unsupported__": f"a tensor of dtype {t.dtype}"}
         budget[0] -= t.numel()
         if budget[0] < 0:
@@ -238,33 +237,18 @@ def _function_state(f: Any) -> dict:
 # ---------------------------------------------------------------------------- forbidden calls
 
 
-@contextlib.contextmanager
-def _substituted(namespace: MutableMapping[str, Any], replacements: dict[str, Any]) -> Iterator[None]:
+def _substituted(namespace: MutableMapping[str, Any], replacements: dict[str, Any]):
     """Rebind names in the student's namespace for one call (known-good stand-ins for other parts)."""
-    missing = object()
-    saved = {k: namespace.get(k, missing) for k in replacements}
-    namespace.update(replacements)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is missing:
-                namespace.pop(k, None)
-            else:
-                namespace[k] = v
+    from course_lib.checks import substitute
+
+    return substitute(namespace, **replacements)
 
 
 def _resolve(target: str) -> tuple[Any, str]:
-    parts = target.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            owner: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attr in parts[cut:-1]:
-            owner = getattr(owner, attr)
-        return owner, parts[-1]
-    raise ValueError(f"cannot resolve {target!r}")
+    """'torch.nn.functional.cross_entropy' -> (module torch.nn.functional, 'cross_entropy')."""
+    from course_lib.checks import _resolve as resolve
+
+    return resolve(target)
 
 
 AUTOGRAD_TARGETS = {
