@@ -76,7 +76,7 @@ def call(namespace: MutableMapping[str, Any], name: str, payload: str) -> None:
         reply["forbidden"], reply["ops"] = watch.hits, sorted(watch.ops)
         if reply["ok"]:
             reply["result"] = _safe_encode(result, budget)
-    helpers = _functions([*args, *kwargs.values(), *request.get("substitute", {}).values()])
+    helpers = functions([*args, *kwargs.values(), *request.get("substitute", {}).values()])
     reply["helpers"] = [_safe_encode(_function_state(f), budget) for f in helpers]
     reply["holders"] = [
         _safe_encode({"data": t.detach() if isinstance(t, _parameter()) else None, "grad": t.grad}, budget)
@@ -207,9 +207,6 @@ def functions(values: list) -> list:
         items = list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, list | tuple) else [v]
         out += [f for f in items if isinstance(f, types.FunctionType)]
     return out
-
-
-_functions = functions
 
 
 def _function_state(f: Any) -> dict:
