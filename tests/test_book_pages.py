@@ -5,17 +5,22 @@
 - LaTeX in a chapter's Python strings (anything with `$`) is in raw strings;
 - visible code fits the column: every line of code in a chapter is at most 88 characters;
 - every number the prose takes from an experiment is glued (MyST-NB `glue`): each key the
-  prose pastes is glued in the same chapter, carries the chapter's prefix (`ch03_`), is
-  glued by one chapter only, and every glued key is used;
-- each chapter opens with learning objectives and ends with exercises for self-study;
+  prose pastes is glued on the same page (MyST-NB's `{glue:text}` reads the keys of its own
+  page), carries the chapter's prefix (`ch03_`), is glued by one page only, and every glued
+  key is used;
+- each chapter opens with learning objectives and ends with exercises for self-study; a chapter
+  split into pages (`book_chapters`: its landing page plus the section pages `_toc.yml` lists
+  under it) opens on its landing page and ends on its last section page;
+- no page of the book holds more than about 5,000 words of prose (§6; a longer chapter is
+  split into section pages): the check fails above 5,200;
 - the built HTML (slow: the session's book fixture) shows every glued number, and no
   control character and no LaTeX fragment in its typeset math.
 
 A glued value MyST-NB cannot format (`np.float64(0.5)` with `:.2f`: glue Python floats)
 drops out of its sentence; the HTML test counts the pasted numbers.
 
-The source checks apply to every `book/chNN_*.md`, so a new chapter is held to them as soon
-as it exists. They read files only and take well under a second.
+The source checks apply to every `book/chNN_*.md` (landing and section pages alike), so a new
+chapter is held to them as soon as it exists. They read files only and take well under a second.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ import tokenize
 from pathlib import Path
 
 import pytest
+from book_chapters import chapter_sources
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
-CHAPTERS = sorted(BOOK.glob("ch[0-9][0-9]_*.md"))
+CHAPTERS = sorted(BOOK.glob("ch[0-9][0-9]_*.md"))  # every page of every chapter
+CHAPTER_PAGES = chapter_sources()  # landing document -> its pages, landing first
+PAGES = sorted(BOOK.rglob("*.md"))
 MAX_CODE_WIDTH = 88
+MAX_PROSE_WORDS = 5200  # §6: "about 5,000 words of prose at most" per page
 
 # Control characters other than newline; a tab in Markdown is never needed either.
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
@@ -107,6 +116,16 @@ def code_cells(path: Path) -> list[str]:
 
 def prose_text(path: Path) -> str:
     return "\n".join(text for _, text in blocks(path)[0])
+
+
+DISPLAY_MATH = re.compile(r"\$\$.+?\$\$|^```\{math\}.*?^```", re.S | re.M)
+LABEL = re.compile(r"^\([\w-]+\)=$", re.M)
+
+
+def prose_words(path: Path) -> int:
+    """Words of prose on a page: Markdown outside code cells, without display math and labels."""
+    text = DISPLAY_MATH.sub(" ", prose_text(path))
+    return len(LABEL.sub(" ", text).split())
 
 
 # ---------------------------------------------------------------------------- characters
@@ -209,14 +228,17 @@ def glue_keys(path: Path) -> tuple[set[str], list[re.Pattern[str]], set[str]]:
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=_ids(CHAPTERS))
-def test_pasted_numbers_are_glued_in_the_chapter(path: Path):
+def test_pasted_numbers_are_glued_on_the_page(path: Path):
     literal, patterns, pasted = glue_keys(path)
     assert literal or patterns, (
         f"{path.name} glues nothing: every number its prose takes from an experiment must be "
         "inserted with myst_nb.glue, never typed"
     )
     missing = sorted(k for k in pasted if k not in literal and not any(p.match(k) for p in patterns))
-    assert not missing, f"{path.name} pastes keys it never glues: {missing}"
+    assert not missing, (
+        f"{path.name} pastes keys it never glues: {missing} ({{glue:text}} reads only the keys "
+        "glued on its own page: glue the number on the page that uses it)"
+    )
     unused = sorted(k for k in literal if k not in pasted)
     assert not unused, f"{path.name} glues keys its prose never uses: {unused}"
     prefix = path.name[:5]  # "ch03_"
@@ -224,7 +246,7 @@ def test_pasted_numbers_are_glued_in_the_chapter(path: Path):
     assert not off, f"{path.name}: glue keys must start with {prefix!r} (unique across the book): {off}"
 
 
-def test_no_glue_key_is_defined_by_two_chapters():
+def test_no_glue_key_is_defined_by_two_pages():
     owner: dict[str, str] = {}
     clashes = []
     for path in CHAPTERS:
@@ -238,21 +260,51 @@ def test_no_glue_key_is_defined_by_two_chapters():
 # ---------------------------------------------------------------------------- structure
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=_ids(CHAPTERS))
-def test_chapter_opens_with_objectives_and_ends_with_exercises(path: Path):
-    prose = prose_text(path)
-    headings = [m.group(1) for m in re.finditer(r"^## (.+)$", prose, re.M)]
-    first_section = prose.split("\n## ", 1)[0]
+@pytest.mark.parametrize("chapter", list(CHAPTER_PAGES), ids=list(CHAPTER_PAGES))
+def test_chapter_opens_with_objectives_and_ends_with_exercises(chapter: str):
+    pages = CHAPTER_PAGES[chapter]
+    missing = [p.name for p in pages if not p.exists()]
+    assert not missing, f"{chapter}: _toc.yml lists pages that do not exist: {missing}"
+    landing, last = prose_text(pages[0]), prose_text(pages[-1])
+    first_section = landing.split("\n## ", 1)[0]
     assert re.search(r"learning objectives|you will be able to", first_section, re.I), (
-        f"{path.name} must open (before its first section) with 3-5 learning objectives"
+        f"{pages[0].name} must open (before its first section) with 3-5 learning objectives"
     )
-    assert headings, f"{path.name} has no sections"
+    headings = [m.group(1) for m in re.finditer(r"^## (.+)$", last, re.M)]
+    assert headings, f"{pages[-1].name} has no sections"
     assert re.search(r"exercises", headings[-1], re.I), (
-        f"{path.name} must end with a section of exercises for self-study (last section: {headings[-1]!r})"
+        f"{chapter} must end with a section of exercises for self-study (the last section of "
+        f"{pages[-1].name}: {headings[-1]!r})"
     )
     assert any(re.search(r"summary", h, re.I) for h in headings[-2:]), (
-        f"{path.name} must end with a summary, just before the exercises"
+        f"{chapter} must end with a summary, just before the exercises ({pages[-1].name})"
     )
+    for page in pages[1:-1] if len(pages) > 2 else []:
+        inner = [m.group(1) for m in re.finditer(r"^## (.+)$", prose_text(page), re.M)]
+        assert not any(re.search(r"^(summary|exercises)", h, re.I) for h in inner), (
+            f"{page.name}: the summary and the exercises belong on the chapter's last page"
+        )
+    for page in pages[1:]:
+        assert re.search(r"^# \S", prose_text(page), re.M), f"{page.name}: a section page needs a # title"
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[str(p.relative_to(BOOK)) for p in PAGES])
+def test_pages_hold_at_most_about_5000_words_of_prose(path: Path):
+    words = prose_words(path)
+    assert words <= MAX_PROSE_WORDS, (
+        f"{path.relative_to(REPO)} holds {words} words of prose (at most about 5,000 a page, "
+        "COURSE_DESIGN.md §6): split the chapter into section pages at a topic boundary "
+        "(_toc.yml `sections:` under the chapter; each page a notebook of its own)"
+    )
+
+
+def test_prose_word_count_skips_code_math_and_labels(tmp_path: Path):
+    page = tmp_path / "ch99_x.md"
+    page.write_text(
+        "---\njupytext: x\n---\n\n(ch99-a)=\n# One two\n\nthree $x$ four\n\n$$\na b c d e\n$$\n\n"
+        "```{code-cell} ipython3\nnot counted at all\n```\n\n```{math}\nf g h\n```\nfive\n"
+    )
+    assert prose_words(page) == 7  # "#", One, two, three, $x$, four, five
 
 
 # ---------------------------------------------------------------------------- the built HTML
