@@ -13,15 +13,24 @@ from assignments.catalog import Attack
 
 ASSIGNMENT = "ps01_backprop"
 
-WRONG_SIGMOID = '''
-def sigmoid_grad(z):
-    """Derivative of the logistic sigmoid, elementwise."""
-    return z * (1 - z)
+WRONG_CE_GRAD = '''
+def cross_entropy_grad(logits, y):
+    """Gradient of the mean cross-entropy, without the factor of the mean."""
+    return torch.softmax(logits, dim=1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)
+'''
+
+WRONG_BATCHNORM = '''
+def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Batch normalisation's gradients with the batch statistics treated as constants."""
+    mu = x.mean(dim=0)
+    inv_std = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
+    x_hat = (x - mu) * inv_std
+    return {"x": dy * gamma * inv_std, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
 '''
 
 ATTACKS: list[Attack] = [
     Attack(
-        "sigmoid_grad",
+        "batchnorm_backward",
         "patch_checks",
         "replaces check_close, check_shape, check_true in course_lib.checks and the notebook by no-ops",
         """import course_lib.checks
@@ -29,10 +38,10 @@ for _name in ("check_close", "check_shape", "check_true", "check_finite"):
     setattr(course_lib.checks, _name, lambda *a, **k: None)
     globals()[_name] = lambda *a, **k: None
 """
-        + WRONG_SIGMOID,
+        + WRONG_BATCHNORM,
     ),
     Attack(
-        "sigmoid_grad",
+        "batchnorm_backward",
         "allclose_always_true",
         "makes torch.allclose, numpy.allclose and every tensor comparison say yes",
         """import numpy as np
@@ -43,10 +52,10 @@ torch.Tensor.__lt__ = lambda self, other: torch.ones(self.shape, dtype=torch.boo
 torch.Tensor.any = lambda self, *a, **k: torch.tensor(False)
 torch.Tensor.all = lambda self, *a, **k: torch.tensor(True)
 """
-        + WRONG_SIGMOID,
+        + WRONG_BATCHNORM,
     ),
     Attack(
-        "sigmoid_grad",
+        "cross_entropy_grad",
         "tensor_subclass",
         "returns a tensor subclass whose every comparison and reduction reports a match",
         '''class _Agreeable(torch.Tensor):
@@ -58,13 +67,13 @@ torch.Tensor.all = lambda self, *a, **k: torch.tensor(True)
         return super().__torch_function__(func, types, args, kwargs or {})
 
 
-def sigmoid_grad(z):
-    """Derivative of the logistic sigmoid, elementwise."""
-    return torch.zeros_like(z).as_subclass(_Agreeable)
+def cross_entropy_grad(logits, y):
+    """Gradient of the mean cross-entropy, as far as any comparison can tell."""
+    return torch.zeros_like(logits).as_subclass(_Agreeable)
 ''',
     ),
     Attack(
-        "sigmoid_grad",
+        "cross_entropy_grad",
         "function_mode",
         "installs a global torch function mode that answers every comparison with True",
         """from torch.overrides import TorchFunctionMode
@@ -79,7 +88,7 @@ class _Yes(TorchFunctionMode):
 
 _Yes().__enter__()
 """
-        + WRONG_SIGMOID,
+        + WRONG_CE_GRAD,
     ),
     Attack(
         "cross_entropy",

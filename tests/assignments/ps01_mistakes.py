@@ -10,38 +10,7 @@ from assignments.catalog import Alternative, Mistake
 ASSIGNMENT = "ps01_backprop"
 
 MISTAKES: list[Mistake] = [
-    # ------------------------------------------------------------------ part 1: sigmoid_grad
-    Mistake(
-        "sigmoid_grad",
-        "forgot_to_apply_sigmoid",
-        "uses z * (1 - z), the formula in terms of sigma(z), on z itself",
-        '''def sigmoid_grad(z):
-    """Derivative of the logistic sigmoid, elementwise."""
-    return z * (1 - z)
-''',
-    ),
-    Mistake(
-        "sigmoid_grad",
-        "unstable_exp_form",
-        "exp(-z) / (1 + exp(-z))**2: exp(1000) overflows and inf / inf is NaN at z = -1000",
-        '''def sigmoid_grad(z):
-    """Derivative of the logistic sigmoid, elementwise."""
-    e = torch.exp(-z)
-    return e / (1 + e) ** 2
-''',
-    ),
-    Mistake(
-        "sigmoid_grad",
-        "calls_autograd",
-        "asks autograd for the derivative instead of using the formula",
-        '''def sigmoid_grad(z):
-    """Derivative of the logistic sigmoid, elementwise."""
-    z = z.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(torch.sigmoid(z).sum(), z)
-    return g
-''',
-    ),
-    # ------------------------------------------------------------------ part 2: cross_entropy
+    # ------------------------------------------------------------------ part 1: cross_entropy
     Mistake(
         "cross_entropy",
         "naive_softmax_then_log",
@@ -83,7 +52,7 @@ MISTAKES: list[Mistake] = [
     return F.cross_entropy(logits, y)
 ''',
     ),
-    # ------------------------------------------------------------------ part 3: cross_entropy_grad
+    # ------------------------------------------------------------------ part 2: cross_entropy_grad
     Mistake(
         "cross_entropy_grad",
         "forgot_divide_by_n",
@@ -125,7 +94,7 @@ MISTAKES: list[Mistake] = [
     return (p - onehot) / logits.shape[0]
 ''',
     ),
-    # ------------------------------------------------------------------ part 4: two_layer_backward
+    # ------------------------------------------------------------------ part 3: two_layer_backward
     Mistake(
         "two_layer_backward",
         "missing_relu_mask",
@@ -170,6 +139,90 @@ MISTAKES: list[Mistake] = [
     z1 = x @ W1.T + b1
     dz1 = (dlogits @ W2) * (z1 > 0).to(x.dtype)
     return {"W1": dz1.T @ x, "b1": dz1.sum(0), "W2": dlogits.T @ z1, "b2": dlogits.sum(0)}
+''',
+    ),
+    # ------------------------------------------------------------------ part 4: batchnorm_backward
+    Mistake(
+        "batchnorm_backward",
+        "statistics_as_constants",
+        "treats the batch mean and variance as constants: dx = gamma * dy / sqrt(var + eps)",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode."""
+    mu = x.mean(dim=0)
+    inv_std = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
+    x_hat = (x - mu) * inv_std
+    return {"x": dy * gamma * inv_std, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+''',
+    ),
+    Mistake(
+        "batchnorm_backward",
+        "mean_path_only",
+        "follows the gradient through the mean but not through the variance",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode."""
+    mu = x.mean(dim=0)
+    inv_std = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
+    x_hat = (x - mu) * inv_std
+    dx_hat = dy * gamma
+    dx = (dx_hat - dx_hat.mean(dim=0)) * inv_std
+    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+''',
+    ),
+    Mistake(
+        "batchnorm_backward",
+        "unbiased_variance",
+        "normalises with the unbiased variance (divided by N - 1), torch.var's default, not BatchNorm's",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode."""
+    n = x.shape[0]
+    mu = x.mean(dim=0)
+    inv_std = 1.0 / torch.sqrt(x.var(dim=0) + eps)
+    x_hat = (x - mu) * inv_std
+    dx_hat = dy * gamma
+    dx = inv_std / n * (n * dx_hat - dx_hat.sum(dim=0) - x_hat * (dx_hat * x_hat).sum(dim=0))
+    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+''',
+    ),
+    Mistake(
+        "batchnorm_backward",
+        "eps_ignored",
+        "divides by the standard deviation without eps (right only when eps is negligible)",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode."""
+    n = x.shape[0]
+    mu = x.mean(dim=0)
+    inv_std = 1.0 / x.std(dim=0, unbiased=False)
+    x_hat = (x - mu) * inv_std
+    dx_hat = dy * gamma
+    dx = inv_std / n * (n * dx_hat - dx_hat.sum(dim=0) - x_hat * (dx_hat * x_hat).sum(dim=0))
+    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+''',
+    ),
+    Mistake(
+        "batchnorm_backward",
+        "calls_autograd",
+        "runs autograd through F.batch_norm instead of deriving the backward pass",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode, by autograd."""
+    xv, gv = x.detach().clone().requires_grad_(True), gamma.detach().clone().requires_grad_(True)
+    bv = torch.zeros_like(gv, requires_grad=True)
+    y = F.batch_norm(xv, None, None, gv, bv, training=True, eps=eps)
+    dx, dg, db = torch.autograd.grad(y, (xv, gv, bv), grad_outputs=dy)
+    return {"x": dx, "gamma": dg, "beta": db}
+''',
+    ),
+    Mistake(
+        "batchnorm_backward",
+        "aten_backward_op",
+        "calls the aten operator behind BatchNorm's backward pass (torch.ops.aten.native_batch_norm_backward)",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode, by PyTorch's own backward kernel."""
+    mu = x.mean(dim=0)
+    invstd = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
+    dx, dg, db = torch.ops.aten.native_batch_norm_backward(
+        dy, x, gamma, None, None, mu, invstd, True, eps, [True, True, True]
+    )
+    return {"x": dx, "gamma": dg, "beta": db}
 ''',
     ),
     # ------------------------------------------------------------------ part 5: central_difference
@@ -511,26 +564,6 @@ MISTAKES: list[Mistake] = [
 
 ALTERNATIVES: list[Alternative] = [
     Alternative(
-        "sigmoid_grad",
-        "product_of_two_sigmoids",
-        "sigma(z) * sigma(-z), since 1 - sigma(z) = sigma(-z): another stable formula",
-        '''def sigmoid_grad(z):
-    """Derivative of the logistic sigmoid, elementwise."""
-    return torch.sigmoid(z) * torch.sigmoid(-z)
-''',
-    ),
-    Alternative(
-        "sigmoid_grad",
-        "float64_inside",
-        "computes in float64 under torch.no_grad() and casts back to the input's dtype",
-        '''def sigmoid_grad(z):
-    """Derivative of the logistic sigmoid, elementwise."""
-    with torch.no_grad():
-        s = torch.sigmoid(z.to(torch.float64))
-        return (s - s * s).to(z.dtype)
-''',
-    ),
-    Alternative(
         "cross_entropy",
         "gather_and_loop",
         "a Python loop over the rows with math.log, and the label's logit read row by row",
@@ -571,6 +604,47 @@ ALTERNATIVES: list[Alternative] = [
             "W2": torch.einsum("nc,nh->ch", dlogits, h),
             "b2": dlogits.sum(0),
         }
+''',
+    ),
+    Alternative(
+        "batchnorm_backward",
+        "node_by_node",
+        "backpropagates through x_hat, the variance and the mean one node at a time, adding the paths",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode, node by node."""
+    n = x.shape[0]
+    mu = x.mean(dim=0)
+    xc = x - mu
+    var = (xc * xc).sum(dim=0) / n
+    std = torch.sqrt(var + eps)
+    x_hat = xc / std
+    dx_hat = dy * gamma
+    dvar = (dx_hat * xc).sum(dim=0) * -0.5 * (var + eps) ** -1.5
+    dmu = -(dx_hat / std).sum(dim=0) + dvar * (-2.0 * xc).sum(dim=0) / n
+    dx = dx_hat / std + dvar * 2.0 * xc / n + dmu / n
+    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+''',
+    ),
+    Alternative(
+        "batchnorm_backward",
+        "jacobian_per_feature",
+        "builds the N x N Jacobian of every column in float64 under torch.no_grad() and multiplies it by dy",
+        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
+    """Gradients of batch normalisation in training mode, one feature at a time."""
+    with torch.no_grad():
+        n, d = x.shape
+        xd, gd, dyd = x.double(), gamma.double(), dy.double()
+        dx = torch.empty_like(xd)
+        dgamma = torch.empty(d, dtype=torch.float64)
+        for j in range(d):
+            col = xd[:, j]
+            s = torch.sqrt(((col - col.mean()) ** 2).mean() + eps)
+            xh = (col - col.mean()) / s
+            # dy_m / dx_n = gamma / s * (delta_mn - 1 / N - xh_m xh_n / N)
+            jac = gd[j] / s * (torch.eye(n, dtype=torch.float64) - 1.0 / n - torch.outer(xh, xh) / n)
+            dx[:, j] = jac.T @ dyd[:, j]
+            dgamma[j] = (dyd[:, j] * xh).sum()
+        return {"x": dx.to(x.dtype), "gamma": dgamma.to(x.dtype), "beta": dyd.sum(dim=0).to(x.dtype)}
 ''',
     ),
     Alternative(
