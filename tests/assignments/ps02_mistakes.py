@@ -10,32 +10,68 @@ from assignments.catalog import Alternative, Mistake
 ASSIGNMENT = "ps02_exploding"
 
 MISTAKES: list[Mistake] = [
-    # ------------------------------------------------------------------ part 1: predicted_growth
+    # ------------------------------------------------------------------ part 1: typical_growth
     Mistake(
-        "predicted_growth",
-        "fan_out_instead_of_fan_in",
-        "uses n_out (the first number of the shape), the per-unit variance factor, instead of n_in",
-        '''def predicted_growth(stds, shapes):
-    """Root-mean-square growth factor G of the backward pass."""
-    return math.prod(std**2 * n_out for std, (n_out, n_in) in zip(stds, shapes)) ** 0.5
+        "typical_growth",
+        "root_mean_square",
+        "the root-mean-square growth prod std * sqrt(n_in): the log of the mean of the square, not the mean of the log",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass."""
+    return math.prod(s * math.sqrt(shape[1]) for s, shape in zip(stds, shapes))
 ''',
     ),
     Mistake(
-        "predicted_growth",
-        "forgot_square_root",
-        "returns the mean-square factor prod(std^2 * n_in) instead of its square root",
-        '''def predicted_growth(stds, shapes):
-    """Root-mean-square growth factor G of the backward pass."""
-    return math.prod(std**2 * n_in for std, (n_out, n_in) in zip(stds, shapes))
+        "typical_growth",
+        "fan_out_degrees",
+        "counts n_out degrees of freedom (the length of g) where W^T g has n_in entries",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass."""
+    log_g = 0.0
+    for s, (n_out, n_in) in zip(stds, shapes):
+        log_g += math.log(s) + 0.5 * (torch.special.digamma(torch.tensor(n_out / 2.0)).item() + math.log(2))
+    return math.exp(log_g)
 ''',
     ),
     Mistake(
-        "predicted_growth",
-        "std_times_fan_in",
-        "multiplies std * n_in per layer, mixing a standard deviation with a variance count",
-        '''def predicted_growth(stds, shapes):
-    """Root-mean-square growth factor G of the backward pass."""
-    return float(math.prod(std * n_in for std, (n_out, n_in) in zip(stds, shapes)))
+        "typical_growth",
+        "digamma_of_k",
+        "takes psi(k) where psi(k / 2) is due",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass."""
+    log_g = 0.0
+    for s, (n_out, n_in) in zip(stds, shapes):
+        log_g += math.log(s) + 0.5 * (torch.special.digamma(torch.tensor(float(n_in))).item() + math.log(2))
+    return math.exp(log_g)
+''',
+    ),
+    Mistake(
+        "typical_growth",
+        "squared_norm",
+        "the typical growth of the squared norm: the square root (the 1/2 on the logarithm) left out",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass."""
+    log_g = 0.0
+    for s, (n_out, n_in) in zip(stds, shapes):
+        log_g += 2 * math.log(s) + torch.special.digamma(torch.tensor(n_in / 2.0)).item() + math.log(2)
+    return math.exp(log_g)
+''',
+    ),
+    Mistake(
+        "typical_growth",
+        "monte_carlo",
+        "estimates the geometric mean from 500 sampled networks instead of deriving it",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass, sampled."""
+    logs = []
+    for _ in range(500):
+        g = torch.randn(shapes[-1][0], dtype=torch.float64)
+        total = -math.log(g.norm().item())
+        for s, (n_out, n_in) in reversed(list(zip(stds, shapes))):
+            g = (s * torch.randn(n_out, n_in, dtype=torch.float64)).T @ g
+            total += math.log(g.norm().item())
+            g = g / g.norm()
+        logs.append(total)
+    return math.exp(sum(logs) / len(logs))
 ''',
     ),
     # ------------------------------------------------------------------ part 2: step_gradients
@@ -252,44 +288,7 @@ MISTAKES: list[Mistake] = [
     return float(np.exp(-k))
 ''',
     ),
-    # ------------------------------------------------------------------ part 6: first_nonfinite
-    Mistake(
-        "first_nonfinite",
-        "only_nan",
-        "looks for nan only, so a loss that overflowed to inf is missed",
-        '''def first_nonfinite(values):
-    """Index of the first non-finite value."""
-    for i, v in enumerate(np.asarray(values, dtype=np.float64)):
-        if math.isnan(v):
-            return i
-    return None
-''',
-    ),
-    Mistake(
-        "first_nonfinite",
-        "one_based_step",
-        "returns the step number counting from 1",
-        '''def first_nonfinite(values):
-    """Index of the first non-finite value."""
-    for i, v in enumerate(np.asarray(values, dtype=np.float64)):
-        if not math.isfinite(v):
-            return i + 1
-    return None
-''',
-    ),
-    Mistake(
-        "first_nonfinite",
-        "last_finite_step",
-        "returns the index of the last finite value before the first non-finite one",
-        '''def first_nonfinite(values):
-    """Index of the first non-finite value."""
-    for i, v in enumerate(np.asarray(values, dtype=np.float64)):
-        if not math.isfinite(v):
-            return i - 1
-    return None
-''',
-    ),
-    # ------------------------------------------------------------------ part 7: gradient_warning
+    # ------------------------------------------------------------------ part 6: gradient_warning
     Mistake(
         "gradient_warning",
         "mean_instead_of_median",
@@ -355,7 +354,7 @@ MISTAKES: list[Mistake] = [
     return None
 ''',
     ),
-    # ------------------------------------------------------------------ part 8: clip_grad_norm
+    # ------------------------------------------------------------------ part 7: clip_grad_norm
     Mistake(
         "clip_grad_norm",
         "clip_by_value",
@@ -439,12 +438,49 @@ MISTAKES: list[Mistake] = [
 
 ALTERNATIVES: list[Alternative] = [
     Alternative(
-        "predicted_growth",
-        "product_then_sqrt",
-        "the product of std * sqrt(n_in) over the layers, with numpy: the same number without logarithms",
-        '''def predicted_growth(stds, shapes):
-    """Root-mean-square growth factor of the backward pass."""
-    return float(np.prod([s * math.sqrt(shape[1]) for s, shape in zip(stds, shapes)]))
+        "typical_growth",
+        "digamma_as_harmonic_sum",
+        "psi(k / 2) from its closed form at integers and half-integers (harmonic sums), no special functions",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass."""
+    euler_gamma = 0.5772156649015329
+
+    def digamma_half(k):  # psi(k / 2) for a positive integer k
+        if k % 2 == 0:
+            return -euler_gamma + sum(1.0 / j for j in range(1, k // 2))
+        return -euler_gamma - 2 * math.log(2) + sum(2.0 / (2 * j - 1) for j in range(1, (k - 1) // 2 + 1))
+
+    log_g = 0.0
+    for s, (n_out, n_in) in zip(stds, shapes):
+        log_g += math.log(s) + 0.5 * (digamma_half(n_in) + math.log(2))
+    return math.exp(log_g)
+''',
+    ),
+    Alternative(
+        "typical_growth",
+        "scipy_product",
+        "scipy.special.digamma and a direct product of the per-layer factors, without logarithms of the total",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass."""
+    from scipy.special import digamma
+
+    growth = 1.0
+    for s, shape in zip(stds, shapes):
+        growth *= s * math.sqrt(2.0) * math.exp(0.5 * digamma(shape[1] / 2))
+    return float(growth)
+''',
+    ),
+    Alternative(
+        "typical_growth",
+        "vectorised_no_grad",
+        "all layers at once with float64 tensors under torch.no_grad(), returned with .item()",
+        '''def typical_growth(stds, shapes):
+    """Typical growth factor of the backward pass."""
+    with torch.no_grad():
+        sd = torch.tensor(stds, dtype=torch.float64)
+        k = torch.tensor([n_in for _, n_in in shapes], dtype=torch.float64)
+        logs = torch.log(sd) + 0.5 * (torch.special.digamma(k / 2) + math.log(2.0))
+        return torch.exp(logs.sum()).item()
 ''',
     ),
     Alternative(
@@ -527,16 +563,6 @@ ALTERNATIVES: list[Alternative] = [
     y = np.log(np.asarray(norms, dtype=np.float64))
     k, a = np.polyfit(np.arange(1, len(y) + 1), y, 1)
     return float(np.exp(-k))
-''',
-    ),
-    Alternative(
-        "first_nonfinite",
-        "flatnonzero",
-        "numpy.flatnonzero of ~isfinite, converted to a Python int",
-        '''def first_nonfinite(values):
-    """Index of the first non-finite value."""
-    bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=np.float64)))
-    return int(bad[0]) if len(bad) else None
 ''',
     ),
     Alternative(
