@@ -19,18 +19,21 @@ def cross_entropy_grad(logits, y):
     return torch.softmax(logits, dim=1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)
 '''
 
-WRONG_BATCHNORM = '''
-def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Batch normalisation's gradients with the batch statistics treated as constants."""
-    mu = x.mean(dim=0)
-    inv_std = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
-    x_hat = (x - mu) * inv_std
-    return {"x": dy * gamma * inv_std, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+WRONG_CONV = '''
+def conv1d_backward(x, w, dy):
+    """Convolution gradients with every kernel position's input gradient added without its offset."""
+    K, T = w.shape[2], dy.shape[2]
+    dx = torch.zeros_like(x)
+    dw = torch.empty_like(w)
+    for k in range(K):
+        dw[:, :, k] = torch.einsum("not,nct->oc", dy, x[:, :, k : k + T])
+        dx[:, :, :T] += torch.einsum("not,oc->nct", dy, w[:, :, k])
+    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2))}
 '''
 
 ATTACKS: list[Attack] = [
     Attack(
-        "batchnorm_backward",
+        "conv1d_backward",
         "patch_checks",
         "replaces check_close, check_shape, check_true in course_lib.checks and the notebook by no-ops",
         """import course_lib.checks
@@ -38,10 +41,10 @@ for _name in ("check_close", "check_shape", "check_true", "check_finite"):
     setattr(course_lib.checks, _name, lambda *a, **k: None)
     globals()[_name] = lambda *a, **k: None
 """
-        + WRONG_BATCHNORM,
+        + WRONG_CONV,
     ),
     Attack(
-        "batchnorm_backward",
+        "conv1d_backward",
         "allclose_always_true",
         "makes torch.allclose, numpy.allclose and every tensor comparison say yes",
         """import numpy as np
@@ -52,7 +55,7 @@ torch.Tensor.__lt__ = lambda self, other: torch.ones(self.shape, dtype=torch.boo
 torch.Tensor.any = lambda self, *a, **k: torch.tensor(False)
 torch.Tensor.all = lambda self, *a, **k: torch.tensor(True)
 """
-        + WRONG_BATCHNORM,
+        + WRONG_CONV,
     ),
     Attack(
         "cross_entropy_grad",

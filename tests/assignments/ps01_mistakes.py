@@ -141,88 +141,92 @@ MISTAKES: list[Mistake] = [
     return {"W1": dz1.T @ x, "b1": dz1.sum(0), "W2": dlogits.T @ z1, "b2": dlogits.sum(0)}
 ''',
     ),
-    # ------------------------------------------------------------------ part 4: batchnorm_backward
+    # ------------------------------------------------------------------ part 4: conv1d_backward
     Mistake(
-        "batchnorm_backward",
-        "statistics_as_constants",
-        "treats the batch mean and variance as constants: dx = gamma * dy / sqrt(var + eps)",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode."""
-    mu = x.mean(dim=0)
-    inv_std = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
-    x_hat = (x - mu) * inv_std
-    return {"x": dy * gamma * inv_std, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+        "conv1d_backward",
+        "flipped_kernel",
+        "flips the kernel for the input gradient, remembering that a convolution's backward pass flips it, where the loop over k needs no flip",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    K, T = w.shape[2], dy.shape[2]
+    dx = torch.zeros_like(x)
+    dw = torch.empty_like(w)
+    for k in range(K):
+        dw[:, :, k] = torch.einsum("not,nct->oc", dy, x[:, :, k : k + T])
+        dx[:, :, k : k + T] += torch.einsum("not,oc->nct", dy, w[:, :, K - 1 - k])
+    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2))}
 ''',
     ),
     Mistake(
-        "batchnorm_backward",
-        "mean_path_only",
-        "follows the gradient through the mean but not through the variance",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode."""
-    mu = x.mean(dim=0)
-    inv_std = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
-    x_hat = (x - mu) * inv_std
-    dx_hat = dy * gamma
-    dx = (dx_hat - dx_hat.mean(dim=0)) * inv_std
-    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+        "conv1d_backward",
+        "input_gradient_without_offset",
+        "adds every kernel position's input gradient at positions 0..T-1, without the offset k",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    K, T = w.shape[2], dy.shape[2]
+    dx = torch.zeros_like(x)
+    dw = torch.empty_like(w)
+    for k in range(K):
+        dw[:, :, k] = torch.einsum("not,nct->oc", dy, x[:, :, k : k + T])
+        dx[:, :, :T] += torch.einsum("not,oc->nct", dy, w[:, :, k])
+    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2))}
 ''',
     ),
     Mistake(
-        "batchnorm_backward",
-        "unbiased_variance",
-        "normalises with the unbiased variance (divided by N - 1), torch.var's default, not BatchNorm's",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode."""
-    n = x.shape[0]
-    mu = x.mean(dim=0)
-    inv_std = 1.0 / torch.sqrt(x.var(dim=0) + eps)
-    x_hat = (x - mu) * inv_std
-    dx_hat = dy * gamma
-    dx = inv_std / n * (n * dx_hat - dx_hat.sum(dim=0) - x_hat * (dx_hat * x_hat).sum(dim=0))
-    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+        "conv1d_backward",
+        "weight_gradient_mean_over_batch",
+        "averages the weight and bias gradients over the examples where the loss's gradient sums them",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    K, T = w.shape[2], dy.shape[2]
+    dx = torch.zeros_like(x)
+    dw = torch.empty_like(w)
+    for k in range(K):
+        dw[:, :, k] = torch.einsum("not,nct->oc", dy, x[:, :, k : k + T]) / x.shape[0]
+        dx[:, :, k : k + T] += torch.einsum("not,oc->nct", dy, w[:, :, k])
+    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2)) / x.shape[0]}
 ''',
     ),
     Mistake(
-        "batchnorm_backward",
-        "eps_ignored",
-        "divides by the standard deviation without eps (right only when eps is negligible)",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode."""
-    n = x.shape[0]
-    mu = x.mean(dim=0)
-    inv_std = 1.0 / x.std(dim=0, unbiased=False)
-    x_hat = (x - mu) * inv_std
-    dx_hat = dy * gamma
-    dx = inv_std / n * (n * dx_hat - dx_hat.sum(dim=0) - x_hat * (dx_hat * x_hat).sum(dim=0))
-    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+        "conv1d_backward",
+        "bias_summed_over_batch_only",
+        "sums dy over the examples but takes the mean over the positions for the bias",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    K, T = w.shape[2], dy.shape[2]
+    dx = torch.zeros_like(x)
+    dw = torch.empty_like(w)
+    for k in range(K):
+        dw[:, :, k] = torch.einsum("not,nct->oc", dy, x[:, :, k : k + T])
+        dx[:, :, k : k + T] += torch.einsum("not,oc->nct", dy, w[:, :, k])
+    return {"x": dx, "w": dw, "b": dy.sum(dim=0).mean(dim=1)}
 ''',
     ),
     Mistake(
-        "batchnorm_backward",
-        "calls_autograd",
-        "runs autograd through F.batch_norm instead of deriving the backward pass",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode, by autograd."""
-    xv, gv = x.detach().clone().requires_grad_(True), gamma.detach().clone().requires_grad_(True)
-    bv = torch.zeros_like(gv, requires_grad=True)
-    y = F.batch_norm(xv, None, None, gv, bv, training=True, eps=eps)
-    dx, dg, db = torch.autograd.grad(y, (xv, gv, bv), grad_outputs=dy)
-    return {"x": dx, "gamma": dg, "beta": db}
+        "conv1d_backward",
+        "calls_builtin_gradients",
+        "returns torch.nn.grad.conv1d_input and conv1d_weight, PyTorch's own convolution gradients",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    dx = torch.nn.grad.conv1d_input(x.shape, w, dy)
+    dw = torch.nn.grad.conv1d_weight(x, w.shape, dy)
+    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2))}
 ''',
     ),
     Mistake(
-        "batchnorm_backward",
-        "aten_backward_op",
-        "calls the aten operator behind BatchNorm's backward pass (torch.ops.aten.native_batch_norm_backward)",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode, by PyTorch's own backward kernel."""
-    mu = x.mean(dim=0)
-    invstd = 1.0 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
-    dx, dg, db = torch.ops.aten.native_batch_norm_backward(
-        dy, x, gamma, None, None, mu, invstd, True, eps, [True, True, True]
-    )
-    return {"x": dx, "gamma": dg, "beta": db}
+        "conv1d_backward",
+        "conv_transpose_for_input",
+        "the input gradient by torch.nn.functional.conv_transpose1d, a built-in that is the answer",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    K, T = w.shape[2], dy.shape[2]
+    dx = torch.zeros_like(x)
+    dw = torch.empty_like(w)
+    for k in range(K):
+        dw[:, :, k] = torch.einsum("not,nct->oc", dy, x[:, :, k : k + T])
+        dx[:, :, k : k + T] += torch.einsum("not,oc->nct", dy, w[:, :, k])
+    dx = F.conv_transpose1d(dy, w)
+    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2))}
 ''',
     ),
     # ------------------------------------------------------------------ part 5: central_difference
@@ -607,44 +611,58 @@ ALTERNATIVES: list[Alternative] = [
 ''',
     ),
     Alternative(
-        "batchnorm_backward",
-        "node_by_node",
-        "backpropagates through x_hat, the variance and the mean one node at a time, adding the paths",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode, node by node."""
-    n = x.shape[0]
-    mu = x.mean(dim=0)
-    xc = x - mu
-    var = (xc * xc).sum(dim=0) / n
-    std = torch.sqrt(var + eps)
-    x_hat = xc / std
-    dx_hat = dy * gamma
-    dvar = (dx_hat * xc).sum(dim=0) * -0.5 * (var + eps) ** -1.5
-    dmu = -(dx_hat / std).sum(dim=0) + dvar * (-2.0 * xc).sum(dim=0) / n
-    dx = dx_hat / std + dvar * 2.0 * xc / n + dmu / n
-    return {"x": dx, "gamma": (dy * x_hat).sum(dim=0), "beta": dy.sum(dim=0)}
+        "conv1d_backward",
+        "loop_over_output_positions",
+        "a loop over the output positions t: every output adds its outer products to dw and its weights to a window of dx",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    T = dy.shape[2]
+    K = w.shape[2]
+    dx = torch.zeros_like(x)
+    dw = torch.zeros_like(w)
+    for t in range(T):
+        g = dy[:, :, t]  # (N, C_out)
+        dw += torch.einsum("no,nck->ock", g, x[:, :, t : t + K])
+        dx[:, :, t : t + K] += torch.einsum("no,ock->nck", g, w)
+    return {"x": dx, "w": dw, "b": dy.sum(dim=2).sum(dim=0)}
 ''',
     ),
     Alternative(
-        "batchnorm_backward",
-        "jacobian_per_feature",
-        "builds the N x N Jacobian of every column in float64 under torch.no_grad() and multiplies it by dy",
-        '''def batchnorm_backward(x, gamma, dy, eps=1e-5):
-    """Gradients of batch normalisation in training mode, one feature at a time."""
+        "conv1d_backward",
+        "unfold_and_index_add",
+        "im2col with Tensor.unfold for the weight gradient, then index_add_ to scatter the input gradient, in float64 under torch.no_grad()",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
     with torch.no_grad():
-        n, d = x.shape
-        xd, gd, dyd = x.double(), gamma.double(), dy.double()
-        dx = torch.empty_like(xd)
-        dgamma = torch.empty(d, dtype=torch.float64)
-        for j in range(d):
-            col = xd[:, j]
-            s = torch.sqrt(((col - col.mean()) ** 2).mean() + eps)
-            xh = (col - col.mean()) / s
-            # dy_m / dx_n = gamma / s * (delta_mn - 1 / N - xh_m xh_n / N)
-            jac = gd[j] / s * (torch.eye(n, dtype=torch.float64) - 1.0 / n - torch.outer(xh, xh) / n)
-            dx[:, j] = jac.T @ dyd[:, j]
-            dgamma[j] = (dyd[:, j] * xh).sum()
-        return {"x": dx.to(x.dtype), "gamma": dgamma.to(x.dtype), "beta": dyd.sum(dim=0).to(x.dtype)}
+        n, c_in, length = x.shape
+        c_out, _, K = w.shape
+        T = dy.shape[2]
+        xd, wd, g = x.double(), w.double(), dy.double()
+        cols = xd.unfold(2, K, 1)  # (N, C_in, T, K): cols[n, c, t, k] = x[n, c, t + k]
+        dw = torch.einsum("not,nctk->ock", g, cols)
+        per_window = torch.einsum("not,ock->nctk", g, wd)  # the gradient each window receives
+        positions = (torch.arange(T)[:, None] + torch.arange(K)[None, :]).reshape(-1)
+        dx = torch.zeros(n, c_in, length, dtype=torch.float64)
+        dx.index_add_(2, positions, per_window.reshape(n, c_in, T * K))
+        return {"x": dx.to(x.dtype), "w": dw.to(x.dtype), "b": g.sum(dim=(0, 2)).to(x.dtype)}
+''',
+    ),
+    Alternative(
+        "conv1d_backward",
+        "toeplitz_matrix",
+        "writes the convolution as one matrix M (y = M x per example) built from the weights, and multiplies dy by its transpose",
+        '''def conv1d_backward(x, w, dy):
+    """Gradients of y = conv1d(x, w, b) with respect to x, w and b, given dy."""
+    n, c_in, length = x.shape
+    c_out, _, K = w.shape
+    T = dy.shape[2]
+    M = torch.zeros(c_out, T, c_in, length, dtype=x.dtype)
+    for t in range(T):
+        M[:, t, :, t : t + K] = w
+    M = M.reshape(c_out * T, c_in * length)
+    dx = (dy.reshape(n, c_out * T) @ M).reshape(n, c_in, length)
+    dw = torch.stack([torch.einsum("not,nct->oc", dy, x[:, :, k : k + T]) for k in range(K)], dim=2)
+    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2))}
 ''',
     ),
     Alternative(
