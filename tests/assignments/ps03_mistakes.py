@@ -328,46 +328,119 @@ MISTAKES: list[Mistake] = [
     return torch.autograd.functional.jacobian(chain, torch.zeros(W_hh.shape[0], dtype=W_hh.dtype))
 ''',
     ),
-    # ------------------------------------------------------------------ part 7: cell_path_gradient
+    # ------------------------------------------------------------------ part 7: lstm_step_jacobian
     Mistake(
-        "cell_path_gradient",
-        "sum_of_gates",
-        "adds the forget gates over time instead of multiplying them",
-        '''def cell_path_gradient(forget, grad_c_T):
-    """dL/dc_0 along an LSTM's cell path."""
-    return grad_c_T * forget.sum(dim=1)
+        "lstm_step_jacobian",
+        "cell_path_only",
+        "holds the gates fixed, as chapter 3's cell path does: no route from h_(t-1) through the gates",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step."""
+    H = h_prev.shape[0]
+    z = W_ih @ x + W_hh @ h_prev + b
+    i, f, g, o = (z[k * H : (k + 1) * H] for k in range(4))
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    W_i, W_f, W_g, W_o = (W_hh[k * H : (k + 1) * H] for k in range(4))
+    tanh_c = torch.tanh(f * c_prev + i * g)
+    zero = torch.zeros(H, H, dtype=W_hh.dtype)
+    top = torch.cat([zero, torch.diag(o * (1 - tanh_c**2) * f)], dim=1)
+    return torch.cat([top, torch.cat([zero, torch.diag(f)], dim=1)], dim=0)
 ''',
     ),
     Mistake(
-        "cell_path_gradient",
-        "first_gate_dropped",
-        "an off-by-one: multiplies the gates f_2 .. f_T only, leaving out f_1",
-        '''def cell_path_gradient(forget, grad_c_T):
-    """dL/dc_0 along an LSTM's cell path."""
-    return grad_c_T * forget[:, 1:].prod(dim=1)
+        "lstm_step_jacobian",
+        "gate_order_ifog",
+        "reads the gate blocks in the order input, forget, output, cell (another library's layout), not nn.LSTMCell's",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step."""
+    H = h_prev.shape[0]
+    z = W_ih @ x + W_hh @ h_prev + b
+    i, f, o, g = (z[k * H : (k + 1) * H] for k in range(4))
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    W_i, W_f, W_o, W_g = (W_hh[k * H : (k + 1) * H] for k in range(4))
+    tanh_c = torch.tanh(f * c_prev + i * g)
+    dc_dh = (c_prev * f * (1 - f))[:, None] * W_f + (g * i * (1 - i))[:, None] * W_i + (i * (1 - g**2))[:, None] * W_g
+    through_c = o * (1 - tanh_c**2)
+    dh_dh = (tanh_c * o * (1 - o))[:, None] * W_o + through_c[:, None] * dc_dh
+    dh_dc = torch.diag(through_c * f)
+    return torch.cat([torch.cat([dh_dh, dh_dc], dim=1), torch.cat([dc_dh, torch.diag(f)], dim=1)], dim=0)
 ''',
     ),
     Mistake(
-        "cell_path_gradient",
-        "last_gate_only",
-        "back-propagates through the last step only: grad_c_T * f_T",
-        '''def cell_path_gradient(forget, grad_c_T):
-    """dL/dc_0 along an LSTM's cell path."""
-    return grad_c_T * forget[:, -1]
+        "lstm_step_jacobian",
+        "c_to_h_without_forget_gate",
+        "dh_t/dc_(t-1) = diag(o tanh'(c_t)): forgets that c_(t-1) reaches c_t through the forget gate",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step."""
+    H = h_prev.shape[0]
+    z = W_ih @ x + W_hh @ h_prev + b
+    i, f, g, o = (z[k * H : (k + 1) * H] for k in range(4))
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    W_i, W_f, W_g, W_o = (W_hh[k * H : (k + 1) * H] for k in range(4))
+    tanh_c = torch.tanh(f * c_prev + i * g)
+    dc_dh = (c_prev * f * (1 - f))[:, None] * W_f + (g * i * (1 - i))[:, None] * W_i + (i * (1 - g**2))[:, None] * W_g
+    through_c = o * (1 - tanh_c**2)
+    dh_dh = (tanh_c * o * (1 - o))[:, None] * W_o + through_c[:, None] * dc_dh
+    dh_dc = torch.diag(through_c)
+    return torch.cat([torch.cat([dh_dh, dh_dc], dim=1), torch.cat([dc_dh, torch.diag(f)], dim=1)], dim=0)
 ''',
     ),
     Mistake(
-        "cell_path_gradient",
-        "calls_autograd",
-        "runs the recurrence c_t = f_t * c_{t-1} and back-propagates through it with autograd",
-        '''def cell_path_gradient(forget, grad_c_T):
-    """dL/dc_0 along an LSTM's cell path."""
-    c0 = torch.zeros_like(grad_c_T, requires_grad=True)
-    c = c0
-    for t in range(forget.shape[1]):
-        c = forget[:, t] * c
-    (grad,) = torch.autograd.grad(c, c0, grad_outputs=grad_c_T)
-    return grad
+        "lstm_step_jacobian",
+        "tanh_prime_at_previous_cell",
+        "takes tanh' at the previous cell state c_(t-1) instead of the new one c_t",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step."""
+    H = h_prev.shape[0]
+    z = W_ih @ x + W_hh @ h_prev + b
+    i, f, g, o = (z[k * H : (k + 1) * H] for k in range(4))
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    W_i, W_f, W_g, W_o = (W_hh[k * H : (k + 1) * H] for k in range(4))
+    tanh_c = torch.tanh(f * c_prev + i * g)
+    tanh_prev = torch.tanh(c_prev)
+    dc_dh = (c_prev * f * (1 - f))[:, None] * W_f + (g * i * (1 - i))[:, None] * W_i + (i * (1 - g**2))[:, None] * W_g
+    through_c = o * (1 - tanh_prev**2)
+    dh_dh = (tanh_c * o * (1 - o))[:, None] * W_o + through_c[:, None] * dc_dh
+    dh_dc = torch.diag(through_c * f)
+    return torch.cat([torch.cat([dh_dh, dh_dc], dim=1), torch.cat([dc_dh, torch.diag(f)], dim=1)], dim=0)
+''',
+    ),
+    Mistake(
+        "lstm_step_jacobian",
+        "transposed",
+        "returns the transpose of J_t: the state before the step along the rows, the state after it along the columns",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step."""
+    H = h_prev.shape[0]
+    z = W_ih @ x + W_hh @ h_prev + b
+    i, f, g, o = (z[k * H : (k + 1) * H] for k in range(4))
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    W_i, W_f, W_g, W_o = (W_hh[k * H : (k + 1) * H] for k in range(4))
+    tanh_c = torch.tanh(f * c_prev + i * g)
+    dc_dh = (c_prev * f * (1 - f))[:, None] * W_f + (g * i * (1 - i))[:, None] * W_i + (i * (1 - g**2))[:, None] * W_g
+    through_c = o * (1 - tanh_c**2)
+    dh_dh = (tanh_c * o * (1 - o))[:, None] * W_o + through_c[:, None] * dc_dh
+    dh_dc = torch.diag(through_c * f)
+    J = torch.cat([torch.cat([dh_dh, dh_dc], dim=1), torch.cat([dc_dh, torch.diag(f)], dim=1)], dim=0)
+    return J.T
+''',
+    ),
+    Mistake(
+        "lstm_step_jacobian",
+        "forward_mode_jvp",
+        "builds the Jacobian column by column with torch.func.jvp (forward-mode autograd) instead of deriving it",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step, by forward-mode autograd."""
+    H = h_prev.shape[0]
+
+    def step(state):
+        z = W_ih @ x + W_hh @ state[:H] + b
+        i, f, g, o = (z[k * H : (k + 1) * H] for k in range(4))
+        c = torch.sigmoid(f) * state[H:] + torch.sigmoid(i) * torch.tanh(g)
+        return torch.cat([torch.sigmoid(o) * torch.tanh(c), c])
+
+    s0 = torch.cat([h_prev, c_prev])
+    cols = [torch.func.jvp(step, (s0,), (torch.eye(2 * H, dtype=s0.dtype)[m],))[1] for m in range(2 * H)]
+    return torch.stack(cols, dim=1)
 ''',
     ),
     # ------------------------------------------------------------------ part 8: saturation_fractions
@@ -605,14 +678,53 @@ ALTERNATIVES: list[Alternative] = [
 ''',
     ),
     Alternative(
-        "cell_path_gradient",
-        "log_space",
-        "the product of the gates through a sum of logarithms (the gates are positive), with a torch.tensor copy "
-        "that prints a warning",
-        '''def cell_path_gradient(forget, grad_c_T):
-    """dL/dc_0 along the cell path."""
-    f = torch.tensor(forget, dtype=torch.float64)
-    return (grad_c_T.double() * torch.exp(torch.log(f).sum(dim=1))).to(grad_c_T.dtype)
+        "lstm_step_jacobian",
+        "chain_through_preactivations",
+        "J = A @ B with B = d(z, c_(t-1)) / d(h_(t-1), c_(t-1)) and A = d(h_t, c_t) / d(z, c_(t-1)), built as explicit matrices",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step, as a product of two Jacobians."""
+    H = h_prev.shape[0]
+    dt = W_hh.dtype
+    z = W_ih @ x + W_hh @ h_prev + b
+    zi, zf, zg, zo = z.chunk(4)
+    i, f, g, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
+    c = f * c_prev + i * g
+    # B: (5H, 2H), the pre-activations depend on h_(t-1) through W_hh; c_(t-1) passes through
+    B = torch.zeros(5 * H, 2 * H, dtype=dt)
+    B[: 4 * H, :H] = W_hh
+    B[4 * H :, H:] = torch.eye(H, dtype=dt)
+    # A: (2H, 5H), the new state against (z_i, z_f, z_g, z_o, c_(t-1))
+    dc = torch.cat([torch.diag(g * i * (1 - i)), torch.diag(c_prev * f * (1 - f)), torch.diag(i * (1 - g * g)),
+                    torch.zeros(H, H, dtype=dt), torch.diag(f)], dim=1)
+    dh = torch.diag(o * (1 - torch.tanh(c) ** 2)) @ dc
+    dh[:, 3 * H : 4 * H] += torch.diag(torch.tanh(c) * o * (1 - o))
+    return torch.cat([dh, dc], dim=0) @ B
+''',
+    ),
+    Alternative(
+        "lstm_step_jacobian",
+        "entry_by_entry_float64",
+        "a loop over the 2H columns in float64 under torch.no_grad(), with a torch.tensor copy that prints a warning",
+        '''def lstm_step_jacobian(W_ih, W_hh, b, x, h_prev, c_prev):
+    """d(h_t, c_t) / d(h_{t-1}, c_{t-1}) of one LSTM step, column by column."""
+    with torch.no_grad():
+        H = h_prev.shape[0]
+        Whh = torch.tensor(W_hh, dtype=torch.float64)  # a copy of a tensor: PyTorch warns, the value is right
+        z = W_ih.double() @ x.double() + Whh @ h_prev.double() + b.double()
+        i, f = torch.sigmoid(z[:H]), torch.sigmoid(z[H : 2 * H])
+        g, o = torch.tanh(z[2 * H : 3 * H]), torch.sigmoid(z[3 * H :])
+        cp = c_prev.double()
+        tc = torch.tanh(f * cp + i * g)
+        J = torch.zeros(2 * H, 2 * H, dtype=torch.float64)
+        for m in range(H):  # a unit change of h_(t-1), entry m
+            dz = Whh[:, m]
+            dc = cp * f * (1 - f) * dz[H : 2 * H] + g * i * (1 - i) * dz[:H] + i * (1 - g * g) * dz[2 * H : 3 * H]
+            J[H:, m] = dc
+            J[:H, m] = tc * o * (1 - o) * dz[3 * H :] + o * (1 - tc * tc) * dc
+        for m in range(H):  # a unit change of c_(t-1), entry m
+            J[H + m, H + m] = f[m]
+            J[m, H + m] = o[m] * (1 - tc[m] ** 2) * f[m]
+        return J.to(W_hh.dtype)
 ''',
     ),
     Alternative(
