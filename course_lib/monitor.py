@@ -67,7 +67,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from .monitor_record import LAYER_STATS, PARAM_STATS, STEP_STATS, LayerInfo, MonitorRecord
-from .monitor_stats import ACC, Layout, StepSums, UpdateMeter, norm, norms, tensors_in
+from .monitor_stats import ACC, Layout, Num, Plan, StepSums, UpdateMeter, norms, sumsq, tensors_in
 from .training import Callback
 
 __all__ = [
@@ -210,6 +210,8 @@ class GradientMonitor(Callback):
         self._warm: tuple[list[torch.Tensor], list[int]] | None = None  # (‖θ‖, versions) after a step
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._step = 0  # steps seen, recorded or not
+        self._queue: list[tuple[Plan, np.ndarray, float, bool, int]] = []  # closed, not yet summarised
+        self._record._drain = _weak_call(self._drain)
         self._start_step()
         self.attach()
 
@@ -218,6 +220,7 @@ class GradientMonitor(Callback):
         """The summaries so far. Reading it closes a half-finished step (a forward pass without a
         backward) so that step is not lost: the diagnosis reports it as a step without gradients."""
         self._flush()
+        self._drain()
         return self._record
 
     # ---- attaching ------------------------------------------------------------------------------
@@ -252,6 +255,7 @@ class GradientMonitor(Callback):
     def detach(self) -> None:
         """Remove every hook and drop tensors held for the current step. Safe to call twice."""
         self._flush()
+        self._drain()
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -301,17 +305,37 @@ class GradientMonitor(Callback):
         cell = isinstance(self._modules[i], nn.RNNCellBase)
         others: dict[int, tuple[int, ...]] = {}  # output ndim -> the axes reduced for a unit's peak
         slots = (i * len(ACC) + ACC.index("sum"), i * len(ACC) + ACC.index("sumsq"))
-        if info.bounds is not None:
-            lo, hi = info.bounds
+        bounds, can_die = info.bounds, info.can_die
+        if bounds is not None:
+            lo, hi = bounds
             centre, reach = (lo + hi) / 2, (hi - lo) / 2 - self.config.saturation_eps
+        plain: dict[int, Callable] = {}  # output_nr -> the node pre-hook of a step without samples
+
+        def grad_prehook(nr: int, keep: bool, call: int) -> Callable:
+            """A pre-hook on the node that made an output sees ∂L/∂output (even if the output is
+            later changed in place). Made once per output slot for the usual case."""
+            if not keep and call < 0 and nr in plain:
+                return plain[nr]
+            on_grad = self._make_grad_hook(i, keep, call)
+
+            def pre(grads: tuple) -> None:
+                g = grads[nr]
+                if g is not None:
+                    on_grad(g)
+
+            if not keep and call < 0:
+                plain[nr] = pre
+            return pre
 
         def hook(module: nn.Module, args: tuple, out: object) -> None:
             if not self._active or not torch.is_grad_enabled():
                 return
-            if isinstance(out, torch.Tensor) and out.is_floating_point():
-                outs = [out]
+            if type(out) is torch.Tensor and out.dtype in _FAST:  # the usual case: one tensor
+                outs = (out,)
+            elif isinstance(out, torch.Tensor) and out.is_floating_point():
+                outs = (out,)
             else:
-                outs = [t for t in tensors_in(out) if t.is_floating_point()]
+                outs = tuple(t for t in tensors_in(out) if t.is_floating_point())
             if not outs:
                 self._record.notes.setdefault(
                     info.name,
@@ -324,7 +348,7 @@ class GradientMonitor(Callback):
                 p.started = True
                 xs = [t for t in tensors_in(args) if t.is_floating_point()]
                 if xs:
-                    p.input_norm = norm(xs[0].detach().reshape(-1))
+                    p.input_sq = sumsq(xs[0].detach().reshape(-1))
             if i not in self._seen:
                 self._seen.add(i)
                 self._record.order.append(i)
@@ -333,23 +357,31 @@ class GradientMonitor(Callback):
                 y = y.float()
             # A few reductions per layer, all left on the device until the step ends.
             flat = y.view(-1) if y.is_contiguous() else y.reshape(-1)
-            p.values.extend((flat.sum(), norm(flat)))  # Σy and sqrt(Σy²), squared in float64 later
-            p.slots.extend(slots)
-            p.squared.extend((False, True))
-            if info.bounds is not None:  # |y - centre| > half-range - eps: near a bound
-                dist = y.abs() if centre == 0 else (y - centre).abs_()
-                p.add(i, "saturated", dist.gt_(reach).sum())
-            if info.can_die:  # a unit is alive if it is positive for some example (and position)
+            cpu = y.is_cpu  # values are read at once there (cheaper than gathering tensors later)
+            values = p.values
+            if can_die:  # y >= 0: a unit is alive iff its sum over the examples (and positions) is > 0
                 dims = others.get(y.ndim)
                 if dims is None:
                     axis = unit_dim % y.ndim if y.ndim > 1 else None
                     dims = others[y.ndim] = (
                         () if axis is None else tuple(d for d in range(y.ndim) if d != axis)
                     )
-                peak = y.amax(dim=dims) if dims else y
-                p.peaks.append(peak if peak.ndim == 1 else peak.reshape(-1))
-                p.peak_layer.append(i)
-            if len(p.values) >= 8192:  # a module called in a loop of thousands of steps
+                if y.numel():  # these sums also give Σy
+                    col = y.sum(dim=dims) if dims else y
+                    p.cols.append(col if col.ndim == 1 else col.reshape(-1))
+                    p.col_layer.append(i)
+                values.append(sumsq(flat))  # Σy² (float64 where float32 would over- or underflow)
+                p.slots.append(slots[1])
+            else:
+                total = flat.sum()
+                values.append(total.item() if cpu else total)
+                values.append(sumsq(flat))
+                p.slots.extend(slots)
+            if bounds is not None:  # |y - centre| > half-range - eps: near a bound
+                dist = y.abs() if centre == 0 else (y - centre).abs_()
+                count = dist.gt_(reach).sum()
+                p.add(i, "saturated", count.item() if cpu else count)
+            if len(values) >= 8192:  # a module called in a loop of thousands of steps
                 p.fold_values()
             p.numel[i] += y.numel()
             call = p.calls[i]
@@ -360,26 +392,29 @@ class GradientMonitor(Callback):
             for j, t in enumerate(outs):
                 if t.requires_grad:  # j == 0 of a cell: h_t, whose gradient came back through time
                     p.expect_grad = True
-                    on_grad = self._make_grad_hook(i, keep, call if cell and j == 0 else -1)
                     node = t.grad_fn
                     if node is None:
-                        t.register_hook(on_grad)
-                    else:  # a pre-hook on the node that made t sees ∂L/∂t, even if t is later changed in place
-                        nr = t.output_nr
-                        node.register_prehook(
-                            lambda grads, f=on_grad, nr=nr: f(grads[nr]) if grads[nr] is not None else None
-                        )
+                        t.register_hook(self._make_grad_hook(i, keep, call if cell and j == 0 else -1))
+                    else:
+                        node.register_prehook(grad_prehook(t.output_nr, keep, call if cell and j == 0 else -1))
 
         return hook
 
     def _make_grad_hook(self, i: int, keep: bool, call: int) -> Callable[[torch.Tensor], None]:
-        def hook(g: torch.Tensor) -> None:
+        if not keep:
+
+            def hook(g: torch.Tensor) -> None:
+                self._pending.add_grad(i, call, g)  # its norm², queued on the device
+
+            return hook
+
+        def hook_keep(g: torch.Tensor) -> None:
             p = self._pending
-            p.add_grad(i, call, g)  # its norm, queued on the device
-            if keep and (i, "grad") not in p.samples:
+            p.add_grad(i, call, g)
+            if (i, "grad") not in p.samples:
                 p.samples[(i, "grad")] = self._sample(g)
 
-        return hook
+        return hook_keep
 
     # ---- steps ----------------------------------------------------------------------------------
 
@@ -469,26 +504,57 @@ class GradientMonitor(Callback):
 
     # ---- one transfer per step ------------------------------------------------------------------
 
-    def _finalize(
-        self, loss: float | None, deltas: tuple[list[torch.Tensor | None], np.ndarray] | None
-    ) -> None:
+    def _finalize(self, loss: float | None, deltas: tuple[list[Num | None], np.ndarray] | None) -> None:
+        """Close the step: its values go to the host now, in one transfer per device; the NumPy
+        arithmetic that turns them into statistics runs for many steps at once (`_drain`)."""
         pend, self._pending = self._pending, StepSums(len(self._modules))
-        lay, par, stp, times = pend.summarise(self._layout, deltas)
-        names = [info.name for info in self._record._layers]
-        first, last = np.full(len(names), np.nan), np.full(len(names), np.nan)
-        for i, series in times.items():
-            first[i], last[i] = series[0], series[-1]
-            if self.config.per_time_step:
-                self._record.time_grads.setdefault(self._step, {})[names[i]] = series.astype(np.float32)
-        lay["time_grad_first"], lay["time_grad_last"] = first, last
+        plan, packed = pend.pack(self._layout, deltas)
         if pend.samples:
+            names = [info.name for info in self._record._layers]
             keys = list(pend.samples)
             for (i, what), arr in zip(keys, _to_numpy_cat([pend.samples[k] for k in keys]), strict=True):
                 self._record.samples.setdefault(self._step, {}).setdefault(names[i], {})[what] = arr
-        stp["loss"] = math.nan if loss is None else float(loss)
-        stp["loss_known"] = float(loss is not None)
-        self._record.append(lay, par, stp, self._step)
+        self._queue.append((plan, packed, math.nan if loss is None else float(loss), loss is not None, self._step))
+        if len(self._queue) >= _BATCH:
+            self._drain()
         self._next_step()
+
+    def _drain(self) -> None:
+        """Summarise the closed steps still held, runs of steps of one structure together."""
+        queue, self._queue = self._queue, []
+        names = [info.name for info in self._record._layers]
+        start = 0
+        while start < len(queue):
+            plan = queue[start][0]
+            stop = start + 1
+            while stop < len(queue) and queue[stop][0] is plan:
+                stop += 1
+            run = queue[start:stop]
+            lay, par, stp, times = plan.summarise(np.stack([q[1] for q in run]))
+            stp["loss"] = np.array([q[2] for q in run])
+            stp["loss_known"] = np.array([float(q[3]) for q in run])
+            steps = [q[4] for q in run]
+            if self.config.per_time_step:
+                for step, series in zip(steps, times, strict=True):
+                    for i, t in series.items():
+                        self._record._time_grads.setdefault(step, {})[names[i]] = t.astype(np.float32)
+            self._record.extend(lay, par, stp, steps)
+            start = stop
+
+
+_BATCH = 64  # closed steps held before their statistics are computed (reading the record drains them)
+
+
+def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
+    """Call a bound method while its object lives (a record does not keep its monitor alive)."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        m = ref()
+        if m is not None:
+            m()
+
+    return call
 
 
 def _to_numpy_cat(tensors: list[torch.Tensor]) -> list[np.ndarray]:

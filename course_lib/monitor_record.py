@@ -11,7 +11,7 @@ output bounds), and `label` names it for people: `hidden3.linear (Linear)`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,27 +85,41 @@ class MonitorRecord:
         self.params: list[str] = list(params)  # full parameter names, in model order
         self.order: list[int] = []  # indices of layers in the order of their first forward call
         self.samples: dict[int, dict[str, dict[str, np.ndarray]]] = {}  # step -> layer -> act/grad
-        self.time_grads: dict[int, dict[str, np.ndarray]] = {}  # step -> cell -> ‖∂L/∂h_t‖, t = 1..T
+        self._time_grads: dict[int, dict[str, np.ndarray]] = {}  # step -> cell -> ‖∂L/∂h_t‖, t = 1..T
         self.notes: dict[str, str] = {}  # layer name -> why some of its statistics cannot be measured
         self._step_ids: list[int] = []
         self._lay = np.full((8, len(layers), len(LAYER_STATS)), np.nan, dtype=np.float32)
         self._par = np.full((8, len(params), len(PARAM_STATS)), np.nan, dtype=np.float32)
         self._stp = np.full((8, len(STEP_STATS)), np.nan, dtype=np.float64)
         self._n = 0
+        self._drain: Callable[[], None] | None = None  # adds the steps its monitor still holds
+
+    def _sync(self) -> None:
+        if self._drain is not None:
+            self._drain()
+
+    @property
+    def time_grads(self) -> dict[int, dict[str, np.ndarray]]:
+        """step -> recurrent cell -> ‖∂L/∂h_t‖ for t = 1..T (MonitorConfig(per_time_step=True))."""
+        self._sync()
+        return self._time_grads
 
     @property
     def n_steps(self) -> int:
+        self._sync()
         return self._n
 
     @property
     def steps(self) -> np.ndarray:
         """The step index of each recorded step (the monitor counts steps from 0; with
         MonitorConfig(every=N) they are 0, N, 2N, ...). Columns of `matrix` follow it."""
+        self._sync()
         return np.asarray(self._step_ids, dtype=np.int64)
 
     @property
     def loss(self) -> list[float]:
         """Loss of each recorded step (NaN when not given)."""
+        self._sync()
         return self._stp[: self._n, _STEP["loss"]].tolist()
 
     @property
@@ -143,6 +157,31 @@ class MonitorRecord:
             stp[_STEP[stat]] = value
         self._append(lay, par, stp, step)
 
+    def extend(
+        self,
+        layer_rows: dict[str, np.ndarray],
+        param_rows: dict[str, np.ndarray],
+        step_values: dict[str, np.ndarray],
+        steps: Sequence[int],
+    ) -> None:
+        """Add several steps at once: (steps, layers) arrays by LAYER_STATS name, (steps, params)
+        arrays by PARAM_STATS name, (steps,) arrays by STEP_STATS name; missing ones are NaN."""
+        k = len(steps)
+        while self._n + k > len(self._lay):  # grow by doubling: amortised O(1) per step
+            self._lay = np.concatenate([self._lay, np.full_like(self._lay, np.nan)])
+            self._par = np.concatenate([self._par, np.full_like(self._par, np.nan)])
+            self._stp = np.concatenate([self._stp, np.full_like(self._stp, np.nan)])
+        rows = slice(self._n, self._n + k)
+        with np.errstate(over="ignore"):  # beyond float32's range a summary is stored as inf
+            for stat, values in layer_rows.items():
+                self._lay[rows, :, _LAYER[stat]] = values
+            for stat, values in param_rows.items():
+                self._par[rows, :, _PARAM[stat]] = values
+            for stat, values in step_values.items():
+                self._stp[rows, _STEP[stat]] = values
+        self._step_ids.extend(steps)
+        self._n += k
+
     def _append(self, lay: np.ndarray, par: np.ndarray, stp: np.ndarray | float, step: int) -> None:
         if self._n == len(self._lay):  # grow by doubling: amortised O(1) per step
             self._lay = np.concatenate([self._lay, np.full_like(self._lay, np.nan)])
@@ -167,26 +206,31 @@ class MonitorRecord:
         """(layers × steps) float64 array of a LAYER_STATS statistic, rows in `self.layers` order."""
         if stat not in _LAYER:
             raise KeyError(f"unknown layer statistic {stat!r}; choose from {LAYER_STATS} (or param_matrix)")
+        self._sync()
         return self._lay[: self._n, self._rows(layers), _LAYER[stat]].T.astype(np.float64)
 
     def param_matrix(self, stat: str) -> np.ndarray:
         """(params × steps) float64 array of a PARAM_STATS statistic, rows in `self.params` order."""
         if stat not in _PARAM:
             raise KeyError(f"unknown parameter statistic {stat!r}; choose from {PARAM_STATS}")
+        self._sync()
         return self._par[: self._n, :, _PARAM[stat]].T.astype(np.float64)
 
     def step_values(self, stat: str) -> np.ndarray:
         """(steps,) float64 array of a STEP_STATS value."""
         if stat not in _STEP:
             raise KeyError(f"unknown step statistic {stat!r}; choose from {STEP_STATS}")
+        self._sync()
         return self._stp[: self._n, _STEP[stat]].copy()
 
     def nbytes(self) -> int:
         """Memory held by the summaries (the histogram and time-step samples included)."""
+        self._sync()
         kept = sum(a.nbytes for per in self.samples.values() for d in per.values() for a in d.values())
-        kept += sum(a.nbytes for per in self.time_grads.values() for a in per.values())
+        kept += sum(a.nbytes for per in self._time_grads.values() for a in per.values())
         return self._lay.nbytes + self._par.nbytes + self._stp.nbytes + kept
 
     def __repr__(self) -> str:
+        self._sync()
         hist = f", histograms at {len(self.samples)} steps" if self.samples else ""
         return f"MonitorRecord(layers={len(self._layers)}, params={len(self.params)}, steps={self._n}{hist})"

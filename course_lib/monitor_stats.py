@@ -46,22 +46,60 @@ def norm(t: torch.Tensor) -> torch.Tensor:
     return n
 
 
-def norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """`norm` of each tensor, in one fused multi-tensor call where PyTorch offers it."""
+_SAFE_SQ = (_SAFE[0] ** 2, _SAFE[1] ** 2)
+
+Num = torch.Tensor | float  # a value on the host (a float) or still on its device (a 0-d tensor)
+
+
+def sumsq(t: torch.Tensor) -> Num:
+    """Σt² of a 1-d tensor, the same number as `norm(t)²`, in one kernel where it can be.
+
+    On the CPU a float32 dot product (BLAS, about twice as fast as a norm) is exact to rounding
+    between 1e-36 and 1e36 and taken in float64 outside; float64 is dotted as it is. The value
+    is read anyway for that check, so the CPU returns it as a float: no tensor to gather later.
+    On an accelerator the float64 norm, squared, stays there: nothing is read back to the host."""
+    if not t.is_cpu:
+        return torch.linalg.vector_norm(t, dtype=torch.float64).square_()
+    if t.dtype not in _FLOATS:  # half precision: its squares overflow at 256
+        t = t.float()
+    q = torch.dot(t, t).item()
+    if not _SAFE_SQ[0] < q < _SAFE_SQ[1] and t.dtype == torch.float32:
+        t = t.double()
+        q = torch.dot(t, t).item()
+    return q
+
+
+_FLOATS = (torch.float32, torch.float64)
+
+
+def norms(tensors: list[torch.Tensor]) -> list[Num]:
+    """`norm` of each tensor, in one fused multi-tensor call where PyTorch offers it. On the
+    CPU the values are read for the range check anyway and come back as floats."""
     if not tensors:
         return []
-    if tensors[0].device.type != "cpu":
+    if not tensors[0].is_cpu:
         try:
             return list(torch._foreach_norm(tensors, 2, dtype=torch.float64))
         except (RuntimeError, TypeError):  # tensors on several devices
             return [norm(t) for t in tensors]
     try:
-        out = list(torch._foreach_norm(tensors))
+        out = torch._foreach_norm(tensors)
     except (RuntimeError, TypeError):  # a CPU tensor among accelerator tensors
         return [norm(t) for t in tensors]
-    for k, v in enumerate(torch.stack(out).tolist()):
+    values: list[Num] = torch.stack(out).tolist()
+    for k, v in enumerate(values):
         if not _SAFE[0] < v < _SAFE[1] and tensors[k].dtype != torch.float64:
-            out[k] = torch.linalg.vector_norm(tensors[k], dtype=torch.float64)
+            values[k] = torch.linalg.vector_norm(tensors[k], dtype=torch.float64).item()
+    return values
+
+
+def host_values(values: list[Num]) -> np.ndarray:
+    """Floats and 0-d tensors into one float64 array, one transfer per device for the tensors."""
+    idx = [k for k, v in enumerate(values) if type(v) is not float]
+    if not idx:
+        return np.array(values, dtype=np.float64)
+    out = np.array([math.nan if type(v) is not float else v for v in values], dtype=np.float64)
+    out[idx] = to_numpy([values[k] for k in idx], scalars=True)  # type: ignore[misc]
     return out
 
 
@@ -244,191 +282,283 @@ class Layout:
     bounded: np.ndarray  # (layers,) a tanh/sigmoid-like output: saturation applies
     can_die: np.ndarray  # (layers,) a ReLU-like output: dead units apply
     owner: np.ndarray  # (params,) the layer that owns each parameter, -1 for none
+    plans: dict[tuple, Plan] = field(default_factory=dict)  # one per structure of a step
 
 
 @dataclass
 class StepSums:
-    """Device scalars and held gradients of one step, waiting for the single transfer."""
+    """Values of one step waiting for the single transfer: floats where they were read already
+    (on the CPU), 0-d or 1-d tensors on their device otherwise (an accelerator)."""
 
     n_layers: int
-    values: list[torch.Tensor] = field(default_factory=list)  # 0-d sums and norms ...
+    values: list[Num] = field(default_factory=list)  # sums (Σy, Σy², a count) ...
     slots: list[int] = field(default_factory=list)  # ... added into slot layer * len(ACC) + ACC index
-    squared: list[bool] = field(default_factory=list)  # ... after squaring (a norm) or as they are
-    peaks: list[torch.Tensor] = field(default_factory=list)  # (units,) max over the batch, ReLU layers
-    peak_layer: list[int] = field(default_factory=list)
-    grad_norms: list[torch.Tensor] = field(default_factory=list)  # ‖∂L/∂output‖ of each arrival
+    cols: list[torch.Tensor] = field(default_factory=list)  # (units,) Σ over the batch, ReLU-like layers
+    col_layer: list[int] = field(default_factory=list)
+    grad_sq: list[Num] = field(default_factory=list)  # ‖∂L/∂output‖² of each arrival
     norm_layer: list[int] = field(default_factory=list)
     norm_call: list[int] = field(default_factory=list)  # the call of a recurrent cell (its h_t), else -1
     folded: list[torch.Tensor] = field(default_factory=list)  # (layers * len(ACC),) float64 partial sums
+    folded_host: np.ndarray | None = None  # the same, for values that were floats already
     numel: list[int] = field(default_factory=list)  # output elements seen per layer
     calls: list[int] = field(default_factory=list)  # forward calls per layer
     expect_grad: bool = False  # some monitored output required a gradient
     started: bool = False  # a monitored layer has finished a forward call in this step
-    input_norm: torch.Tensor | None = None  # ‖x‖ of the model's input (the first layer's input)
+    input_sq: Num | None = None  # ‖x‖² of the model's input (the first layer's input)
     samples: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # (layer, act/grad)
-    param_grads: list[torch.Tensor | None] | None = None  # ‖∂L/∂θ‖ per parameter (None: no .grad)
-    norms_before: list[torch.Tensor] | None = None  # ‖θ‖ per parameter, before the step
+    param_grads: list[Num | None] | None = None  # ‖∂L/∂θ‖ per parameter (None: no .grad)
+    norms_before: list[Num] | None = None  # ‖θ‖ per parameter, before the step
 
     def __post_init__(self) -> None:
         self.numel = [0] * self.n_layers
         self.calls = [0] * self.n_layers
 
     def empty(self) -> bool:
-        return not (self.values or self.folded or self.grad_norms or self.param_grads is not None)
+        return not (
+            self.values
+            or self.cols
+            or self.folded
+            or self.folded_host is not None
+            or self.grad_sq
+            or self.param_grads is not None
+        )
 
     def forward_seen(self) -> bool:
         return self.started
 
     def backward_seen(self) -> bool:
-        return bool(self.grad_norms)
+        return bool(self.grad_sq)
 
-    def add(self, layer: int, acc: str, value: torch.Tensor, *, square: bool = False) -> None:
+    def add(self, layer: int, acc: str, value: Num) -> None:
         self.values.append(value)
         self.slots.append(layer * len(ACC) + _ACC[acc])
-        self.squared.append(square)
 
     def fold_values(self) -> None:
-        """Add the waiting values slot by slot on their devices (float64): O(layers) tensors held."""
+        """Add the waiting values slot by slot (float64), floats on the host and tensors on their
+        devices, so that O(layers) values are held however often a module is called."""
+        n = self.n_layers * len(ACC)
         groups: dict[torch.device, list[int]] = {}
+        host = []
         for k, v in enumerate(self.values):
-            groups.setdefault(v.device, []).append(k)
+            if type(v) is float:
+                host.append(k)
+            else:
+                groups.setdefault(v.device, []).append(k)  # type: ignore[union-attr]
+        if host:
+            part = np.bincount(
+                np.asarray([self.slots[k] for k in host], np.int64),
+                np.asarray([self.values[k] for k in host], np.float64),
+                minlength=n,
+            )
+            self.folded_host = part if self.folded_host is None else self.folded_host + part
         for device, idx in groups.items():
-            vals = torch.stack([self.values[k].double() for k in idx])
-            square = torch.tensor([self.squared[k] for k in idx], device=device)
-            vals = torch.where(square, vals * vals, vals)
-            acc = torch.zeros(self.n_layers * len(ACC), dtype=torch.float64, device=device)
+            vals = torch.stack([self.values[k].double() for k in idx])  # type: ignore[union-attr]
+            acc = torch.zeros(n, dtype=torch.float64, device=device)
             acc.index_add_(0, torch.tensor([self.slots[k] for k in idx], device=device), vals)
             self.folded.append(acc)
-        self.values, self.slots, self.squared = [], [], []
+        self.values, self.slots = [], []
 
     def add_grad(self, layer: int, call: int, g: torch.Tensor) -> None:
-        """‖∂L/∂output‖ now: holding the gradient itself until the step ends would keep autograd
+        """‖∂L/∂output‖² now: holding the gradient itself until the step ends would keep autograd
         from reusing its buffers (measured: a backward pass several times slower to allocate)."""
-        self.grad_norms.append(norm(g))
+        self.grad_sq.append(sumsq(g.detach().reshape(-1)))
         self.norm_layer.append(layer)
         self.norm_call.append(call)
 
+    def pack(self, layout: Layout, deltas: tuple[list[Num | None], np.ndarray] | None) -> tuple[Plan, np.ndarray]:
+        """The step as one float64 vector on the host (one transfer per device), and the `Plan`
+        that reads it. Steps of the same structure share a plan and are summarised together."""
+        pg = self.param_grads or []
+        present = tuple(k for k, g in enumerate(pg) if g is not None)
+        before = self.norms_before or []
+        moved = [] if deltas is None else [t for t in deltas[0] if t is not None]
+        inp = [] if self.input_sq is None else [self.input_sq]
+        scalars = [*self.values, *self.grad_sq, *(pg[k] for k in present), *before, *moved, *inp]
+        blocks = [host_values(scalars)]  # type: ignore[arg-type]
+        if self.cols:
+            blocks.append(to_numpy(self.cols))
+        if self.folded:
+            blocks.append(to_numpy(self.folded))
+        if self.folded_host is not None:
+            blocks.append(self.folded_host)
+        backward = self.backward_seen() or (not self.expect_grad and bool(present))
+        blocks.append(np.array([*self.numel, *self.calls, float(backward)], dtype=np.float64))
+        if deltas is not None:
+            blocks.append(deltas[1])
+        key = (
+            tuple(self.slots),
+            tuple(self.norm_layer),
+            tuple(self.norm_call),
+            present,
+            len(before),
+            None if deltas is None else tuple(t is not None for t in deltas[0]),
+            len(inp),
+            tuple(self.col_layer),
+            tuple(t.numel() for t in self.cols),
+            len(self.folded) + (self.folded_host is not None),
+        )
+        plan = layout.plans.get(key)
+        if plan is None:
+            if len(layout.plans) >= 64:  # structures that keep changing: keep the newest few
+                layout.plans.clear()
+            plan = layout.plans[key] = Plan(layout, *key)
+        return plan, np.concatenate(blocks)
+
+
+class Groups:
+    """Sums of the columns of a (steps, m) array over n groups, one index per column: a
+    `np.bincount` along axis 1. The columns of a group are added in their order; a NaN or an
+    infinity stays within its own group."""
+
+    def __init__(self, index: np.ndarray | list[int], n: int):
+        index = np.asarray(index, dtype=np.int64)
+        self.order = np.argsort(index, kind="stable")
+        self.targets, self.starts = np.unique(index[self.order], return_index=True)
+        self.n = n
+
+    def __call__(self, w: np.ndarray) -> np.ndarray:
+        out = np.zeros((w.shape[0], self.n))
+        if self.order.size:
+            out[:, self.targets] = np.add.reduceat(w[:, self.order], self.starts, axis=1)
+        return out
+
+
+class Plan:
+    """Where each value sits in a packed step vector, and the index arithmetic that turns a
+    (steps, length) stack of such vectors into named statistics. Built once per structure."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        slots: tuple[int, ...],
+        norm_layer: tuple[int, ...],
+        norm_call: tuple[int, ...],
+        present: tuple[int, ...],
+        n_before: int,
+        moved: tuple[bool, ...] | None,
+        n_input: int,
+        col_layer: tuple[int, ...],
+        col_sizes: tuple[int, ...],
+        n_folded: int,
+    ):
+        n_layers, n_params, n_acc = layout.n_layers, len(layout.owner), layout.n_layers * len(ACC)
+        self.layout, self.present, self.n_before, self.moved = layout, np.array(present, np.int64), n_before, moved
+        sizes = [len(slots), len(norm_layer), len(present), n_before, sum(moved or ()), n_input]
+        sizes += [sum(col_sizes), n_folded * n_acc, 2 * n_layers + 1, n_params if moved is not None else 0]
+        ends = np.cumsum(sizes)
+        self.parts = [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        self.length = int(ends[-1])
+        grad_slots = np.asarray(norm_layer, np.int64) * len(ACC) + _ACC["out_grad_sq"]
+        self.acc = Groups(np.concatenate([np.asarray(slots, np.int64), grad_slots]), n_acc)
+        self.n_folded = n_folded
+        self.got = np.bincount(np.asarray(norm_layer, np.int64), minlength=n_layers) > 0
+        self.cols: tuple[Groups, Groups, np.ndarray] | None = None
+        if col_layer:
+            starts = np.concatenate([[0], np.cumsum(col_sizes)[:-1]]).astype(np.int64)
+            per_col = np.repeat(np.arange(len(col_sizes)), col_sizes)
+            layer_c = np.asarray(col_layer, np.int64)
+            self.col_starts = starts
+            self.cols = (
+                Groups(layer_c[per_col] * len(ACC) + _ACC["sum"], n_acc),  # Σy of each layer
+                Groups(layer_c[per_col], n_layers),  # alive units of each layer
+                np.bincount(layer_c, weights=np.asarray(col_sizes, float), minlength=n_layers),
+            )
+        owned = layout.owner >= 0
+        self.owned, self.by_layer = owned, Groups(layout.owner[owned], n_layers)
+        self.has_params = np.bincount(layout.owner[owned], minlength=n_layers) > 0
+        self.cells: list[tuple[int, np.ndarray, np.ndarray, int]] = []  # layer, arrivals, calls, T
+        calls = np.asarray(norm_call, np.int64)
+        layers = np.asarray(norm_layer, np.int64)
+        for layer in np.unique(layers[calls >= 0]):
+            mine = np.flatnonzero((layers == layer) & (calls >= 0))
+            self.cells.append((int(layer), mine, calls[mine], int(calls[mine].max()) + 1))
+
     def summarise(
-        self, layout: Layout, deltas: tuple[list[torch.Tensor | None], np.ndarray] | None
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float], dict[int, np.ndarray]]:
-        """(layer rows, parameter rows, step values, per-cell ‖∂L/∂h_t‖ over t) of the step.
-
-        Layer rows are (layers,) arrays keyed by LAYER_STATS names, parameter rows (params,)
-        arrays keyed by PARAM_STATS names; `time_grad_*` are filled by the caller from the
-        returned per-cell series. One transfer to the CPU per device."""
-        n_layers, n_params = self.n_layers, len(layout.owner)
-        present = [k for k, g in enumerate(self.param_grads or []) if g is not None]
-        parts = [
-            self.folded,
-            self.values,
-            self.grad_norms,
-            [self.param_grads[k] for k in present] if self.param_grads else [],  # type: ignore[misc]
-            self.norms_before or [],
-            [t for t in deltas[0] if t is not None] if deltas else [],
-            [self.input_norm] if self.input_norm is not None else [],
-            self.peaks,
-        ]
-        peaks = parts.pop()
-        sizes = [sum(t.numel() for t in parts[0])] + [len(part) for part in parts[1:]]  # 0-d after folded
-        sizes.append(sum(t.numel() for t in peaks))
-        head = to_numpy(parts[0]) if parts[0] else np.empty(0)  # folded partial sums (1-d)
-        rest = to_numpy([t for part in parts[1:] for t in part], scalars=True)
-        v = np.concatenate([head, rest, to_numpy(peaks)])
-        ends = np.cumsum(sizes).tolist()
-        folded, values, gnorm, grad_v, before_v, delta_v, input_v, peak_v = (
-            v[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)
+        self, v: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], list[dict[int, np.ndarray]]]:
+        """(layer rows, parameter rows, step values, per-cell ‖∂L/∂h_t‖ series) of (steps, length)
+        packed vectors: (steps, layers) arrays by LAYER_STATS name, (steps, params) arrays by
+        PARAM_STATS name, (steps,) arrays by STEP_STATS name, one {cell: series} per step."""
+        lo = self.layout
+        n_layers, n_params, k = lo.n_layers, len(lo.owner), v.shape[0]
+        values, gsq, grad_v, before_v, delta_v, input_v, col_v, folded_v, counts, scale = (
+            v[:, part] for part in self.parts
         )
-
-        with np.errstate(over="ignore", invalid="ignore"):
-            values = np.where(np.asarray(self.squared, bool), values**2, values)
-            gsq = gnorm**2
-        slots = np.concatenate(
-            [self.slots, np.asarray(self.norm_layer, np.int64) * len(ACC) + _ACC["out_grad_sq"]]
-        )
-        acc = np.bincount(
-            slots.astype(np.int64), np.concatenate([values, gsq]), minlength=n_layers * len(ACC)
-        )
-        acc = (acc + folded.reshape(-1, n_layers * len(ACC)).sum(axis=0)).reshape(n_layers, len(ACC))
-        col = {name: acc[:, k] for name, k in _ACC.items()}
-        numel = np.asarray(self.numel, float)
-        got = np.bincount(np.asarray(self.norm_layer, np.int64), minlength=n_layers) > 0
+        numel, calls, backward = counts[:, :n_layers], counts[:, n_layers:-1], counts[:, -1]
+        acc = self.acc(np.concatenate([values, gsq], axis=1))
+        units, alive = np.zeros(n_layers), np.zeros((k, n_layers))
+        if self.cols is not None:  # ReLU-like outputs are >= 0: Σ over the batch is nonzero iff alive
+            col_sum, col_alive, units = self.cols
+            acc += col_sum(col_v)
+            alive = col_alive((col_v != 0).astype(np.float64))
+        for j in range(self.n_folded):
+            acc += folded_v[:, j * acc.shape[1] : (j + 1) * acc.shape[1]]
+        acc = acc.reshape(k, n_layers, len(ACC))
+        col = {name: acc[:, :, j] for name, j in _ACC.items()}
+        got = self.got
 
         lay: dict[str, np.ndarray] = {}
         with np.errstate(divide="ignore", invalid="ignore"):
+            seen = numel > 0
             mean = col["sum"] / numel
-            lay["act_mean"] = mean
-            lay["act_std"] = np.sqrt(np.maximum(col["sumsq"] / numel - mean**2, 0.0))  # E[y²] - E[y]²
-            lay["saturated"] = np.where(layout.bounded, col["saturated"] / numel, np.nan)
-            units, alive = np.zeros(n_layers), np.zeros(n_layers)
-            if self.peaks:  # ReLU outputs are >= 0: a unit whose peak is nonzero is alive
-                sizes_p = np.array([t.numel() for t in self.peaks])
-                starts = np.concatenate([[0], np.cumsum(sizes_p)[:-1]])
-                live = (
-                    np.add.reduceat((peak_v != 0).astype(np.float64), starts)
-                    if peak_v.size
-                    else sizes_p * 0.0
-                )
-                units = np.bincount(self.peak_layer, weights=sizes_p, minlength=n_layers)
-                alive = np.bincount(self.peak_layer, weights=live, minlength=n_layers)
-            lay["dead"] = np.where(layout.can_die & (units > 0), 1.0 - alive / units, np.nan)
+            lay["act_mean"] = np.where(seen, mean, np.nan)
+            std = np.sqrt(np.maximum(col["sumsq"] / numel - mean**2, 0.0))  # E[y²] - E[y]²
+            lay["act_std"] = np.where(seen, std, np.nan)
+            lay["saturated"] = np.where(seen & lo.bounded, col["saturated"] / numel, np.nan)
+            lay["dead"] = np.where(seen & lo.can_die & (units > 0), 1.0 - alive / units, np.nan)
             lay["out_grad_norm"] = np.where(got, np.sqrt(col["out_grad_sq"]), np.nan)
-        for stat in ("act_mean", "act_std", "saturated", "dead"):
-            lay[stat] = np.where(numel > 0, lay[stat], np.nan)
 
-        par: dict[str, np.ndarray] = {s: np.full(n_params, np.nan) for s in ("param_norm", "grad_norm")}
-        par["grad_norm"][present] = grad_v
+        par: dict[str, np.ndarray] = {}
         grad_seen = np.zeros(n_params, bool)
-        grad_seen[present] = True
-        norm_seen = self.norms_before is not None
-        if norm_seen:
-            par["param_norm"] = before_v
+        grad_seen[self.present] = True
+        par["grad_norm"] = np.full((k, n_params), np.nan)
+        par["grad_norm"][:, self.present] = grad_v
+        norm_seen = self.n_before > 0
+        par["param_norm"] = before_v if norm_seen else np.full((k, n_params), np.nan)
         theta_bad = norm_seen & ~np.isfinite(par["param_norm"])
         grad_bad = grad_seen & ~np.isfinite(par["grad_norm"])
         par["nonfinite"] = np.where(grad_seen | norm_seen, 4.0 * theta_bad + 8.0 * grad_bad, np.nan)
 
-        owned = layout.owner >= 0
-        owner = layout.owner[owned]
+        owned, by_layer, has_params = self.owned, self.by_layer, self.has_params
 
         def per_layer(x: np.ndarray) -> np.ndarray:  # sqrt(Σ x²) over each layer's own parameters
             with np.errstate(over="ignore"):
-                total = np.bincount(owner, weights=np.nan_to_num(x[owned], nan=0.0) ** 2, minlength=n_layers)
-            missing = np.bincount(owner, weights=np.isnan(x[owned]), minlength=n_layers) > 0
-            return np.where(missing, np.nan, np.sqrt(total))
-
-        has_params = np.bincount(owner, minlength=n_layers) > 0
-        lay["grad_norm"] = np.where(has_params, per_layer(par["grad_norm"]), np.nan)
-        lay["param_norm"] = np.where(has_params, per_layer(par["param_norm"]), np.nan)
-        if deltas:
-            scale = deltas[1].copy()
-            has = np.array([t is not None for t in deltas[0]], bool)
-            scale[has] *= delta_v
-            delta_v = scale  # ‖Δθ‖ per parameter
-            with np.errstate(divide="ignore", invalid="ignore"):
-                par["update_ratio"] = np.where(par["param_norm"] > 0, delta_v / par["param_norm"], np.nan)
-                ratio = per_layer(delta_v) / lay["param_norm"]
-            lay["update_ratio"] = np.where(has_params & (lay["param_norm"] > 0), ratio, np.nan)
+                total = by_layer(np.nan_to_num(x[:, owned], nan=0.0) ** 2)
+            missing = by_layer(np.isnan(x[:, owned]).astype(np.float64)) > 0
+            return np.where(missing | ~has_params, np.nan, np.sqrt(total))
 
         def any_of(mask: np.ndarray) -> np.ndarray:  # per layer: some own parameter has the flag
-            return np.bincount(owner, weights=mask[owned], minlength=n_layers) > 0
+            return by_layer(np.broadcast_to(mask, (k, n_params))[:, owned].astype(np.float64)) > 0
 
-        act_bad = (numel > 0) & ~np.isfinite(col["sumsq"])  # ‖y‖ in float64 is finite iff every y is
+        lay["grad_norm"] = per_layer(par["grad_norm"])
+        lay["param_norm"] = per_layer(par["param_norm"])
+        if self.moved is not None:
+            moved = np.array(self.moved, bool)
+            delta = scale.copy()
+            delta[:, moved] *= delta_v  # ‖Δθ‖ per parameter
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pn = par["param_norm"]
+                par["update_ratio"] = np.where(pn > 0, delta / pn, np.nan)
+                ratio = per_layer(delta) / lay["param_norm"]
+            lay["update_ratio"] = np.where(has_params & (lay["param_norm"] > 0), ratio, np.nan)
+
+        act_bad = (numel > 0) & ~np.isfinite(col["sumsq"])  # Σy² in float64 is finite iff every y is
         out_grad_bad = got & ~np.isfinite(col["out_grad_sq"])
         flags = 1.0 * act_bad + 2.0 * out_grad_bad + 4.0 * any_of(theta_bad) + 8.0 * any_of(grad_bad)
         measured = (numel > 0) | got | any_of(grad_seen | norm_seen)
         lay["nonfinite"] = np.where(measured, flags, np.nan)
-        lay["calls"] = np.asarray(self.calls, float)
+        lay["calls"] = calls
 
-        times: dict[int, np.ndarray] = {}
-        cells = np.asarray(self.norm_call) >= 0
-        if cells.any():
-            layer_of, call_of = np.asarray(self.norm_layer)[cells], np.asarray(self.norm_call)[cells]
-            for layer in np.unique(layer_of):
-                mine = layer_of == layer
-                series = np.full(int(call_of[mine].max()) + 1, np.nan)
-                series[call_of[mine]] = gnorm[cells][mine]
-                times[int(layer)] = series
-        stp = {
-            "backward": float(self.backward_seen() or (not self.expect_grad and bool(present))),
-            "input_nonfinite": float(input_v.size > 0 and not math.isfinite(float(input_v[0]))),
-        }
+        times: list[dict[int, np.ndarray]] = [{} for _ in range(k)]
+        first, last = np.full((k, n_layers), np.nan), np.full((k, n_layers), np.nan)
+        for layer, arrivals, at, length in self.cells:
+            series = np.full((k, length), np.nan)
+            series[:, at] = np.sqrt(gsq[:, arrivals])
+            first[:, layer], last[:, layer] = series[:, 0], series[:, -1]
+            for row in range(k):
+                times[row][layer] = series[row]
+        lay["time_grad_first"], lay["time_grad_last"] = first, last
+        with np.errstate(invalid="ignore"):
+            bad_input = ~np.isfinite(input_v[:, 0]) if input_v.shape[1] else np.zeros(k, bool)
+        stp = {"backward": backward, "input_nonfinite": bad_input.astype(np.float64)}
         return lay, par, stp, times
