@@ -29,14 +29,15 @@ import pytest
 from assignments.ps01_mistakes import MISTAKES
 from robustness.harness import ASSIGNMENT, REPO, instructor, make_course, scores, status, write_files
 
+from course_tools.grading import dask_pool
 from course_tools.grading.dask_pool import pack, shared_files, unpack
-from course_tools.grading.records import GradeJob
+from course_tools.grading.records import GradeJob, GradeResult
 from course_tools.grading.submissions import fill, solution_answers
 
 DASK = str(Path(sys.executable).parent / "dask")
 LIMITS = ("--cell-timeout", "60", "--timeout", "300", "--memory", "3")
 SLEEPER = "dora"  # reference answers, and a cell that sleeps long enough to kill its worker mid-run
-SLEEP_S = 20
+SLEEP_S = 12
 
 
 # ---------------------------------------------------------------- fast: the parts without a cluster
@@ -84,6 +85,60 @@ def test_shared_files_are_what_a_worker_reads(tmp_path):
     ]
 
 
+class _FakeClient:
+    def __init__(self, starts: int, suspicious: int | None):
+        self.counts = {"starts": starts, "suspicious": suspicious}
+
+    def run_on_scheduler(self, function, *args):
+        return self.counts if function is dask_pool._attempts else None
+
+
+class _FakeFuture:
+    key = "grade-ps-alice-run"
+
+    def __init__(self, status: str, value=None, error: Exception | None = None):
+        self.status, self.value, self.error = status, value, error
+
+    def exception(self):
+        return self.error
+
+    def result(self):
+        return self.value
+
+
+JOB = GradeJob("/nowhere", "c", "ps", "alice", "/nowhere/staged", "/nowhere/t.db")
+
+
+@pytest.mark.parametrize(
+    "starts, suspicious, attempts",
+    [
+        (1, 0, 1),  # graded by the first worker
+        (1, 1, 1),  # only queued on a worker that was lost: it never started there
+        (2, 1, 2),  # started on a worker that died, graded on another
+        (2, 0, 1),  # started twice, no worker died (a retirement): nothing was lost
+        (3, 2, 3),
+    ],
+)
+def test_attempts_count_workers_lost_while_grading(tmp_path, starts, suspicious, attempts):
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "nb" / "ps.ipynb").write_text("{}")
+    answer = GradeResult("alice", "ps", ok=True, scores={"notebooks": {}})
+    future = _FakeFuture("finished", {"result": answer.to_json(), "autograded": pack({".": tmp_path / "nb"})})
+    result = dask_pool._collect(_FakeClient(starts, suspicious), future, JOB, "topic", tmp_path / "state")
+    assert result.ok and result.attempts == attempts
+    assert Path(result.autograded) == tmp_path / "state" / "dask" / "autograded" / "alice" / "ps"
+    assert (Path(result.autograded) / "ps.ipynb").read_text() == "{}"
+
+
+def test_a_submission_that_keeps_killing_workers_fails_saying_so(tmp_path):
+    from distributed.scheduler import KilledWorker
+
+    future = _FakeFuture("error", error=KilledWorker(_FakeFuture.key, None, 3))
+    result = dask_pool._collect(_FakeClient(4, 4), future, JOB, "topic", tmp_path)
+    assert not result.ok and result.worker_lost and result.attempts == 4
+    assert "4 Dask workers died" in result.error and "allowed-failures = 3" in result.error
+
+
 # ---------------------------------------------------------------- a real cluster on localhost
 
 
@@ -118,15 +173,17 @@ class Cluster:
                 pids |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
             except psutil.NoSuchProcess:
                 pass
-        for proc in reversed(self.procs):  # workers first, the scheduler last
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        workers, scheduler = self.procs[1:], self.procs[:1]
+        for group in (workers, scheduler):  # the workers first, while their scheduler is still there
+            for proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in group:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         for pid in pids:  # grading subprocesses (own sessions) that outlived their Dask worker
             try:
                 psutil.Process(pid).kill()
@@ -185,7 +242,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers canno
 class Killer(threading.Thread):
     """Waits until a worker is grading `student`'s submission, then SIGKILLs that worker process."""
 
-    def __init__(self, cluster: Cluster, student: str, delay: float = 3.0, patience: float = 400):
+    def __init__(self, cluster: Cluster, student: str, delay: float = 2.0, patience: float = 400):
         super().__init__(daemon=True)
         self.cluster, self.student, self.delay, self.patience = cluster, student, delay, patience
         self.killed: str = ""  # the address of the worker it killed

@@ -145,8 +145,6 @@ def grade_task(job_json: str, shared: bytes, submission: bytes, timeout: float, 
     root = _scratch_root()
     (root / "jobs").mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="job-", dir=root / "jobs"))
-    work = root / "work"  # the grading subprocess builds the job's course in work/<student>
-    work.mkdir(exist_ok=True)
     packed = b""
     try:
         if job.sandbox and _sandbox_reason():
@@ -158,28 +156,34 @@ def grade_task(job_json: str, shared: bytes, submission: bytes, timeout: float, 
             unpack(submission, scratch / "staged")
             course = scratch / SHARED_COURSE
             course.mkdir(exist_ok=True)
+            grader = _take_grader(root)
+            # One work folder per grading subprocess, kept: its warm kernel parent is bound to it.
+            work = root / "work" / f"g{grader.index}"
             local = replace(
                 job,
                 course_root=str(course),
                 staged=str(scratch / "staged"),
                 template_db=str(scratch / TEMPLATE_DB),
-                work_dir=str(work),
+                work_dir=str(work),  # the grading subprocess builds the job's course in work/<student>
             )
-            grader = _take_grader(root)
+            healthy = False
             try:
                 result = grader.ask(local, timeout)
+                healthy = not result.worker_lost
+                if result.ok and result.autograded and Path(result.autograded).is_dir():
+                    packed = pack({".": Path(result.autograded)})
             except Exception as exc:  # a garbled answer: the grading subprocess is not trusted again
-                grader.kill()
                 result = GradeResult.failure(job, f"grading worker failed: {exc}", worker_lost=True)
-            if not result.worker_lost:
-                _give_back(grader)
-            if result.ok and result.autograded and Path(result.autograded).is_dir():
-                packed = pack({".": Path(result.autograded)})
+            finally:
+                shutil.rmtree(work / job.student, ignore_errors=True)
+                if healthy:
+                    _give_back(grader)
+                elif grader.proc.poll() is None:  # (ask kills a worker it gives up on itself)
+                    grader.kill()
     except Exception as exc:  # unpacking or packing failed: say so in the result
         result = GradeResult.failure(job, f"on Dask worker {address}: {type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        shutil.rmtree(work / job.student, ignore_errors=True)
     if result.ok and not packed:
         result = GradeResult.failure(job, f"Dask worker {address} graded it but found no autograded folder")
     return {"result": result.to_json(), "autograded": packed, "worker": address}
@@ -262,7 +266,12 @@ def _check_workers(client, scheduler: str, jobs: list[GradeJob]) -> None:
         print(f"no Dask worker has joined {scheduler} yet: waiting for one", file=sys.stderr, flush=True)
         return
     if any(job.sandbox for job in jobs):
-        problems = {w: why for w, why in client.run(_sandbox_check).items() if why}
+        try:
+            answers = client.run(_sandbox_check)
+        except Exception as exc:  # a worker leaving right now: each task checks again where it runs
+            print(f"could not ask the Dask workers whether they can sandbox: {exc}", file=sys.stderr)
+            return
+        problems = {w: why for w, why in answers.items() if why}
         if problems:
             lines = "\n  ".join(f"{w}: {why}" for w, why in problems.items())
             raise SystemExit(f"cannot sandbox student code on these Dask workers:\n  {lines}")
