@@ -105,7 +105,7 @@ def run(cmd: list[str]) -> int:
 
 def cmd_book(args: list[str]) -> int:
     """Build the book with warnings as errors; on failure, show which chapter and cell failed."""
-    return run([str(VENV_PY), "-m", "course_tools.build_book", *args])
+    return run([str(VENV_PY), "-m", "course_tools.book.build", *args])
 
 
 def cmd_test(args: list[str]) -> int:
@@ -123,7 +123,7 @@ def cmd_bench(args: list[str]) -> int:
 
 def cmd_grade(args: list[str]) -> int:
     """The instructor's grading tool, run in the caller's directory (the course directory)."""
-    cmd = [str(VENV_PY), "-m", "course_tools.instructor", *args]
+    cmd = [str(VENV_PY), "-m", "course_tools.grading", *args]
     return subprocess.run(cmd, cwd=os.getcwd(), env=venv_env()).returncode
 
 
@@ -133,7 +133,7 @@ def cmd_lint(args: list[str]) -> int:
 
 
 def cmd_bundle(args: list[str]) -> int:
-    return run([str(VENV_PY), "-m", "course_tools.bundle", *args])
+    return run([str(VENV_PY), "-m", "course_tools.book.bundle", *args])
 
 
 COMMANDS = {

@@ -56,6 +56,6 @@ c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from course_tools.feedback import HideHiddenTests  # noqa: E402
+from course_tools.grading.feedback import HideHiddenTests  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import nbformat
 
-from .nbgrader_cli import Course, NbgraderError
-
-REPO = Path(__file__).resolve().parents[1]
+from .grading.course import Course, NbgraderError
+from .paths import REPO
 
 
 class MalformedNotebook(ValueError):

@@ -25,7 +25,7 @@ def html(tmp_path_factory) -> Path:
     """
     import os
 
-    from course_tools.build_book import build
+    from course_tools.book.build import build
 
     if os.environ.get("COURSE_BOOK_HTML"):
         return Path(os.environ["COURSE_BOOK_HTML"])

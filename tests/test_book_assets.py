@@ -1,4 +1,4 @@
-"""course_tools.book_assets: each inline script reaches a page once, and the theme gets a colour mode.
+"""course_tools.book.assets: each inline script reaches a page once, and the theme gets a colour mode.
 
 The browser tests (tests/test_browser_book.py) see the effect on the real book: no
 "Identifier 'THEBE_JS_URL' has already been declared" and no "Got invalid theme mode".
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from sphinx.builders.html._assets import _JavaScript
 
-from course_tools.book_assets import _dedupe_scripts, _default_mode
+from course_tools.book.assets import _dedupe_scripts, _default_mode
 
 
 def test_inline_scripts_are_kept_once_whatever_their_empty_filename():

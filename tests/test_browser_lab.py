@@ -39,7 +39,7 @@ from browser.lab import (
     wait_for,
 )
 
-from course_tools.submissions import fill, solution_answers
+from course_tools.grading.submissions import fill, solution_answers
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from browser import SCREENSHOTS, chrome, inspect_page
 
-from course_tools.bundle import TOP, LeakError, answer_blocks, build_bundle
+from course_tools.book.bundle import TOP, LeakError, answer_blocks, build_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def unpacked(html: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle")
     archive = out / "student.zip"
     proc = subprocess.run(
-        [sys.executable, "-m", "course_tools.bundle", "--html", str(html), "--out", str(archive)],
+        [sys.executable, "-m", "course_tools.book.bundle", "--html", str(html), "--out", str(archive)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from course_tools.feedback import HIDDEN_NOTE, HideHiddenTests
+from course_tools.grading.feedback import HIDDEN_NOTE, HideHiddenTests
 
 
 def _cell(source: str, grade: bool, solution: bool, outputs=()):

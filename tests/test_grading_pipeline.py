@@ -3,9 +3,9 @@
 For every assignment that has a catalogue (tests/assignments/<name>_mistakes.py, and
 optionally <name>_attacks.py): generate (solutions -> release), release through a
 temporary exchange, fetch and submit as two students (one hands in the reference answers,
-one the untouched release), collect, add the catalogue's submissions, autograde (through
-the course's nbgrader_config.py: verdicts from the checker outside the kernel), generate
-feedback, export. Then: the reference scores full marks, the blank release zero, every
+one the untouched release), collect, add the catalogue's submissions, autograde (the instructor tool: nbgrader's
+Autograde and gradebook in two workers, sandboxed kernels forked warm, verdicts from the
+checker outside the kernel), generate feedback, export. Then: the reference scores full marks, the blank release zero, every
 wrong answer loses exactly its own part's points, every correct alternative keeps them,
 every attack earns nothing on the part it attacks, and feedback shows no hidden test.
 
@@ -16,8 +16,8 @@ parts. That keeps the number of notebooks to autograde near the longest list of 
 instead of the catalogue's size. Attacks can reach beyond their own cell (they patch
 modules), so each is graded alone.
 
-Autograding runs in two shards (two course directories, two gradebooks) side by side to
-halve the wall time on two cores; each shard is a complete, ordinary nbgrader course.
+Regrading two students afterwards with plain `nbgrader autograde` (the course's
+nbgrader_config.py, unsandboxed, cold kernels) must give the same grades.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import csv
 import importlib
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
@@ -34,9 +33,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from robustness.harness import instructor
+from robustness.system import ensure_bubblewrap
 
-from course_tools.nbgrader_cli import Course
-from course_tools.submissions import fill, grade_id, is_test, solution_answers, write_submission
+from course_tools.grading.course import Course
+from course_tools.grading.submissions import fill, grade_id, is_test, solution_answers, write_submission
 
 pytestmark = pytest.mark.slow
 
@@ -92,31 +93,31 @@ def read_scores(course: Course, assignment: str) -> dict[str, dict[str, tuple[fl
     return out
 
 
-def grade_shard(
-    course: Course, assignment: str, submissions: dict[str, nbformat.NotebookNode], exchange_flow: bool
-):
-    """Generate, optionally go through the exchange with two students, add direct submissions, autograde."""
+def grade_course(course: Course, assignment: str, submissions: dict[str, nbformat.NotebookNode]) -> None:
+    """Generate, go through the exchange with two students, add direct submissions, autograde.
+
+    Autograde is the instructor tool's (`python -m course_tools.grading autograde --jobs 2`):
+    nbgrader's own Autograde converter and gradebook, in two workers whose sandboxed kernels
+    are forked warm from a pre-imported parent. Feedback and export are nbgrader's commands.
+    """
     shutil.copytree(REPO / "solutions" / assignment, course.root / "solutions" / assignment)
     course.run("generate_assignment", assignment, "--force")
     nb_name = assignment
-    if exchange_flow:
-        course.run("release_assignment", assignment, "--force")
-        for student in ("alice", "bob"):
-            home = course.root.parent / "students" / student
-            home.mkdir(parents=True, exist_ok=True)
-            course.run("fetch_assignment", assignment, cwd=home, user=student)
-            fetched = home / assignment / f"{nb_name}.ipynb"
-            assert fetched.exists(), f"fetch_assignment did not deliver {fetched}"
-            if student == "alice":
-                source = nbformat.read(
-                    course.root / "solutions" / assignment / f"{nb_name}.ipynb", as_version=4
-                )
-                nbformat.write(fill(nbformat.read(fetched, as_version=4), solution_answers(source)), fetched)
-            course.run("submit", assignment, f"--student={student}", cwd=home, user=student)
-        course.run("collect", assignment)
+    course.run("release_assignment", assignment, "--force")
+    for student in ("alice", "bob"):
+        home = course.root.parent / "students" / student
+        home.mkdir(parents=True, exist_ok=True)
+        course.run("fetch_assignment", assignment, cwd=home, user=student)
+        fetched = home / assignment / f"{nb_name}.ipynb"
+        assert fetched.exists(), f"fetch_assignment did not deliver {fetched}"
+        if student == "alice":
+            source = nbformat.read(course.root / "solutions" / assignment / f"{nb_name}.ipynb", as_version=4)
+            nbformat.write(fill(nbformat.read(fetched, as_version=4), solution_answers(source)), fetched)
+        course.run("submit", assignment, f"--student={student}", cwd=home, user=student)
+    course.run("collect", assignment)
     for student, nb in submissions.items():
         write_submission(nb, course.root / "submitted", student, assignment, nb_name)
-    course.run("autograde", assignment, "--force")
+    instructor(course, "autograde", assignment, "--jobs", "2", "--force", "--cell-timeout", "120")
     course.run("generate_feedback", assignment, "--force")
     course.run("export", f"--to={course.root / 'grades.csv'}")
 
@@ -140,17 +141,12 @@ def graded(request, tmp_path_factory) -> GradedRun:
         direct[student] = fill(release, {**answers, **{p: e.source for p, e in chosen.items()}})
     for student, a in attacks.items():
         direct[student] = fill(release, {**answers, a.part: a.source})
-    names = sorted(direct)
-    shards = [{n: direct[n] for n in names[0::2]}, {n: direct[n] for n in names[1::2]}]
+    why = ensure_bubblewrap()
+    if why:
+        pytest.fail(f"the grading sandbox cannot run here: {why}")
     base = tmp_path_factory.mktemp(f"grading-{assignment}")
-    courses = [Course.create(base / f"shard{i}" / "course") for i in range(2)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [
-            pool.submit(grade_shard, course, assignment, shard, i == 0)
-            for i, (course, shard) in enumerate(zip(courses, shards, strict=True))
-        ]
-        for f in futures:
-            f.result()
+    courses = [Course.create(base / "course")]
+    grade_course(courses[0], assignment, direct)
     run = GradedRun(
         assignment,
         courses=courses,
@@ -304,7 +300,7 @@ def test_export_csv_has_the_grades(graded: GradedRun):
 
 
 def test_regrading_is_idempotent(graded: GradedRun):
-    """Autograding again gives the same grades (the first shard holds alice and bob)."""
+    """Autograding again, with plain `nbgrader autograde`, gives the same grades."""
     course = graded.courses[0]
     before = read_scores(course, graded.assignment)
     course.run("autograde", graded.assignment, "--force", "--student=bob")

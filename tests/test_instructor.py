@@ -19,16 +19,16 @@ import pytest
 from assignments.ps01_mistakes import MISTAKES
 from robustness.harness import ASSIGNMENT, REPO, instructor, make_course, scores
 
-from course_tools.instructor import build_parser, main
-from course_tools.nbgrader_cli import Course
-from course_tools.submissions import fill, solution_answers
+from course_tools.grading import build_parser, main
+from course_tools.grading.course import Course
+from course_tools.grading.submissions import fill, solution_answers
 
 SUBCOMMANDS = ("release", "collect", "autograde", "feedback", "export", "status")
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "course_tools.instructor", *args],
+        [sys.executable, "-m", "course_tools.grading", *args],
         cwd=cwd or REPO,
         capture_output=True,
         text=True,

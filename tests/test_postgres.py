@@ -28,9 +28,9 @@ from robustness.harness import (
 from robustness.postgres import postgres_server
 from robustness.system import ensure_bubblewrap
 
-from course_tools.gradebook_merge import consistency_problems
-from course_tools.nbgrader_cli import Course
-from course_tools.submissions import fill, solution_answers, write_submission
+from course_tools.grading.course import Course
+from course_tools.grading.gradebook import consistency_problems
+from course_tools.grading.submissions import fill, solution_answers, write_submission
 
 pytestmark = pytest.mark.slow
 

@@ -31,10 +31,10 @@ from robustness.harness import (
 )
 from robustness.system import ensure_bubblewrap
 
-from course_tools.gradebook_merge import consistency_problems
 from course_tools.grading.cells import hidden_lines
-from course_tools.nbgrader_cli import Course
-from course_tools.submissions import solution_answers
+from course_tools.grading.course import Course
+from course_tools.grading.gradebook import consistency_problems
+from course_tools.grading.submissions import solution_answers
 
 pytestmark = pytest.mark.slow
 LIMITS = ("--cell-timeout", "30", "--timeout", "300", "--memory", "3")

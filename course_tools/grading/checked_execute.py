@@ -1,7 +1,7 @@
 """nbgrader's Execute step with the verdict taken out of the student's kernel.
 
 `CheckedExecute` replaces nbgrader's `Execute` in the autograde preprocessors (the course's
-nbgrader_config.py and course_tools.grade_worker configure it). For each cell:
+nbgrader_config.py and course_tools.grading.worker configure it). For each cell:
 
 - a locked, ungraded code cell (the setup) runs in the kernel as usual, and its source also
   runs in the grader's checker namespace (course_tools.grading.checker);

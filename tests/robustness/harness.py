@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from course_tools.nbgrader_cli import Course
+from course_tools.grading.course import Course
 
 REPO = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "ps01_backprop"
@@ -32,14 +32,14 @@ def make_course(
 
 
 def instructor_command(course: Course, *args: str) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment of `python -m course_tools.instructor ARGS` for this course."""
+    """The command line and environment of `python -m course_tools.grading ARGS` for this course."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     cmd = [
         sys.executable,
         "-m",
-        "course_tools.instructor",
+        "course_tools.grading",
         *args,
         f"--course={course.root}",
         f"--db-url={course.db_url}",
@@ -52,7 +52,7 @@ def instructor_command(course: Course, *args: str) -> tuple[list[str], dict[str,
 def instructor(
     course: Course, *args: str, check: bool = True, timeout: float = 1200
 ) -> subprocess.CompletedProcess:
-    """Run `python -m course_tools.instructor ARGS` in the course, as an instructor would."""
+    """Run `python -m course_tools.grading ARGS` in the course, as an instructor would."""
     cmd, env = instructor_command(course, *args)
     proc = subprocess.run(cmd, cwd=course.root, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -19,7 +19,7 @@ from assignments.ps01_attacks import ATTACKS
 from assignments.ps01_mistakes import MISTAKES
 from nbformat import NotebookNode
 
-from course_tools.submissions import fill, grade_id
+from course_tools.grading.submissions import fill, grade_id
 
 NB = "ps01_backprop"
 TESTS = [

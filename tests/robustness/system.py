@@ -39,7 +39,7 @@ def apt_install(*packages: str) -> str | None:
 
 def ensure_bubblewrap() -> str | None:
     """None when the grading sandbox can run here (installing bubblewrap if needed), else why not."""
-    from course_tools.sandbox import unavailable_reason
+    from course_tools.grading.sandbox import unavailable_reason
 
     if shutil.which("bwrap") is None:
         failure = apt_install("bubblewrap")

@@ -1,6 +1,6 @@
 """A grading worker: runs nbgrader's autograde for one submission at a time, each in a scratch course.
 
-    python -m course_tools.grade_worker      (reads jobs as JSON lines on stdin, answers on stdout)
+    python -m course_tools.grading.worker      (reads jobs as JSON lines on stdin, answers on stdout)
 
 The instructor tool starts `--jobs N` of these and feeds them submissions. A
 worker imports nbgrader once and then, for each job, builds a scratch course
@@ -8,7 +8,7 @@ directory holding only what grading that student needs: the course's
 nbgrader_config.py, the assignment's non-notebook source files, the student's
 (validated) submission, and a scratch gradebook copied from a template that
 holds the assignment and nothing about other students. nbgrader's Autograde
-converter runs there with course_tools.guarded_execute in place of Execute.
+converter runs there with course_tools.grading.guarded_execute in place of Execute.
 The worker never writes the course gradebook: it answers with the scores it
 read back from the scratch gradebook, and the instructor process (the single
 writer) merges them.
@@ -36,26 +36,21 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 from nbgrader.utils import capture_log
-from traitlets.config import Config, PyFileConfigLoader
+from traitlets.config import Config
 
+from ..paths import env_with_venv
+from .course import course_config
 from .guarded_execute import GuardedExecute
+from .records import GradeJob, GradeResult
 
 
-def course_config(course_root: Path) -> Config:
-    """The course's own nbgrader_config.py, as nbgrader would load it."""
-    path = course_root / "nbgrader_config.py"
-    if not path.exists():
-        return Config()
-    return PyFileConfigLoader(path.name, path=str(course_root)).load_config()
-
-
-def job_config(job: dict, jobdir: Path) -> Config:
+def job_config(job: GradeJob, jobdir: Path) -> Config:
     """The course config with the worker's settings on top."""
-    config = course_config(Path(job["course_root"]))
+    config = course_config(Path(job.course_root))
     over = Config()
     over.CourseDirectory.root = str(jobdir)
     over.CourseDirectory.db_url = f"sqlite:///{jobdir / 'gradebook.db'}"
-    over.CourseDirectory.course_id = job["course_id"]
+    over.CourseDirectory.course_id = job.course_id
     over.Autograde.autograde_preprocessors = [
         GuardedExecute,
         IgnorePattern,
@@ -66,37 +61,38 @@ def job_config(job: dict, jobdir: Path) -> Config:
         CheckCellMetadata,
     ]
     over.OverwriteCells.add_missing_cells = True
-    over.Execute.timeout = int(job["cell_timeout"])
+    over.Execute.timeout = int(job.cell_timeout)
     over.Execute.startup_timeout = 120
-    over.GuardedExecute.use_sandbox = bool(job.get("sandbox", True))
-    over.GuardedExecute.memory_bytes = int(job["memory_bytes"])
-    over.GuardedExecute.cpu_seconds = int(job["cpu_seconds"])
+    over.GuardedExecute.use_sandbox = bool(job.sandbox)
+    over.GuardedExecute.memory_bytes = int(job.memory_bytes)
+    over.GuardedExecute.cpu_seconds = int(job.cpu_seconds)
     over.GuardedExecute.report_path = str(jobdir / "report.json")
-    over.GuardedExecute.runtime_root = job.get("runtime_root", "")
+    over.GuardedExecute.runtime_root = job.runtime_root
+    over.GuardedExecute.work_root = job.work_dir
     config.merge(over)
     return config
 
 
-def build_job_dir(job: dict) -> Path:
+def build_job_dir(job: GradeJob) -> Path:
     """The scratch course for one student; nothing of other students, no solution notebooks."""
-    course_root = Path(job["course_root"])
-    assignment, student = job["assignment"], job["student"]
-    jobdir = Path(job["work_dir"]) / student
+    course_root = Path(job.course_root)
+    assignment, student = job.assignment, job.student
+    jobdir = Path(job.work_dir) / student
     shutil.rmtree(jobdir, ignore_errors=True)
     jobdir.mkdir(parents=True)
     os.chmod(jobdir, 0o711)
     if (course_root / "nbgrader_config.py").exists():
         shutil.copy2(course_root / "nbgrader_config.py", jobdir / "nbgrader_config.py")
-    source = course_root / job["source_directory"] / assignment
-    target = jobdir / job["source_directory"] / assignment
+    source = course_root / job.source_directory / assignment
+    target = jobdir / job.source_directory / assignment
     target.mkdir(parents=True)
     if source.is_dir():  # data files only: nbgrader copies these over the student's
         for path in source.rglob("*"):
             if path.is_file() and path.suffix != ".ipynb" and ".ipynb_checkpoints" not in path.parts:
                 (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target / path.relative_to(source))
-    shutil.copytree(job["staged"], jobdir / "submitted" / student / assignment)
-    shutil.copy2(job["template_db"], jobdir / "gradebook.db")
+    shutil.copytree(job.staged, jobdir / "submitted" / student / assignment)
+    shutil.copy2(job.template_db, jobdir / "gradebook.db")
     os.chmod(jobdir / "gradebook.db", 0o600)
     return jobdir
 
@@ -123,33 +119,33 @@ def read_scores(db_url: str, assignment: str, student: str) -> dict:
     return out
 
 
-def grade(job: dict) -> dict:
-    """Autograde one submission; never raises (a failure is reported in the answer)."""
+def grade(job: GradeJob) -> GradeResult:
+    """Autograde one submission; never raises (a failure is reported in the result)."""
     start = time.monotonic()
-    answer: dict = {"student": job["student"], "assignment": job["assignment"], "ok": False}
+    answer = GradeResult(job.student, job.assignment)
     try:
         jobdir = build_job_dir(job)
         config = job_config(job, jobdir)
         coursedir = CourseDirectory(config=config)
-        coursedir.assignment_id = job["assignment"]
-        coursedir.student_id = job["student"]
+        coursedir.assignment_id = job.assignment
+        coursedir.student_id = job.student
         app = Autograde(coursedir=coursedir, config=config)
         app.force = True
         app.create_student = True
         result = capture_log(app)
         report_path = jobdir / "report.json"
-        answer["report"] = json.loads(report_path.read_text()) if report_path.exists() else {}
-        answer["log"] = result.get("log", "")[-6000:]
-        autograded = jobdir / "autograded" / job["student"] / job["assignment"]
+        answer.report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        answer.log = result.get("log", "")[-6000:]
+        autograded = jobdir / "autograded" / job.student / job.assignment
         if result["success"] and autograded.is_dir():
-            answer["scores"] = read_scores(config.CourseDirectory.db_url, job["assignment"], job["student"])
-            answer["autograded"] = str(autograded)
-            answer["ok"] = True
+            answer.scores = read_scores(config.CourseDirectory.db_url, job.assignment, job.student)
+            answer.autograded = str(autograded)
+            answer.ok = True
         else:
-            answer["error"] = _failure_reason(result)
+            answer.error = _failure_reason(result)
     except Exception:  # the worker must survive anything one submission does
-        answer["error"] = traceback.format_exc()[-3000:]
-    answer["seconds"] = round(time.monotonic() - start, 2)
+        answer.error = traceback.format_exc()[-3000:]
+    answer.seconds = round(time.monotonic() - start, 2)
     return answer
 
 
@@ -162,7 +158,7 @@ def _failure_reason(result: dict) -> str:
 
 
 def main() -> int:
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["PATH"] = env_with_venv()["PATH"]
     # Answers go to a private copy of stdout; fd 1 becomes stderr, so nothing nbgrader or a
     # kernel prints can corrupt the answers channel.
     out = os.fdopen(os.dup(1), "w")
@@ -171,8 +167,8 @@ def main() -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        answer = grade(json.loads(line))
-        out.write(json.dumps(answer) + "\n")
+        answer = grade(GradeJob.from_json(line))
+        out.write(answer.to_json() + "\n")
         out.flush()
     return 0
 

@@ -95,7 +95,7 @@ class GradebookWriter:
         return gb.update_or_create_submission(assignment, student, **kwargs)
 
     def merge(self, assignment: str, student: str, scores: dict) -> None:
-        """Copy a worker's scores (course_tools.grade_worker.read_scores) into the gradebook."""
+        """Copy a worker's scores (course_tools.grading.worker.read_scores) into the gradebook."""
 
         def write():
             try:

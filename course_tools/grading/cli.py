@@ -1,16 +1,16 @@
 """The instructor's grading tool: one command per step, nbgrader underneath.
 
-    python -m course_tools.instructor release   [ASSIGNMENT | --all] [--no-exchange]
-    python -m course_tools.instructor collect   ASSIGNMENT [--zip FILE ...] [--pattern REGEX]
-    python -m course_tools.instructor autograde ASSIGNMENT [--jobs N] [--student S ...] [--force]
-    python -m course_tools.instructor feedback  ASSIGNMENT [--student S ...] [--release]
-    python -m course_tools.instructor export    [--to grades.csv]
-    python -m course_tools.instructor status    [ASSIGNMENT] [--problems] [--json]
+    python -m course_tools.grading release   [ASSIGNMENT | --all] [--no-exchange]
+    python -m course_tools.grading collect   ASSIGNMENT [--zip FILE ...] [--pattern REGEX]
+    python -m course_tools.grading autograde ASSIGNMENT [--jobs N] [--student S ...] [--force]
+    python -m course_tools.grading feedback  ASSIGNMENT [--student S ...] [--release]
+    python -m course_tools.grading export    [--to grades.csv]
+    python -m course_tools.grading status    [ASSIGNMENT] [--problems] [--json]
 
 Run it in a course directory (one holding nbgrader_config.py), or pass --course.
 The gradebook is the course's (`CourseDirectory.db_url`: SQLite by default,
 PostgreSQL with --db-url postgresql://...). release, collect and feedback run
-nbgrader's own commands; autograde is course_tools.autograde_run (parallel,
+nbgrader's own commands; autograde is course_tools.grading.executor (parallel,
 sandboxed, scored outside the kernel); export writes one row per student with a column per
 assignment and a total.
 """
@@ -23,74 +23,41 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .autograde_run import CourseInfo, RunOptions, autograde
-from .grading_status import StatusStore, format_table
+from ..paths import env_with_venv
+from .course import Course, NbgraderError
+from .executor import RunOptions, autograde
 from .sandbox import GiB, unavailable_reason
+from .status import StatusStore, format_table
 
-NBGRADER = str(Path(sys.executable).parent / "nbgrader")
 # Canvas names downloads <login>_[LATE_]<user id>_<submission id>_<your file name>[-<n>].ipynb
 DEFAULT_PATTERN = r".*/(?P<student_id>[^/_]+)_(?:LATE_)?\d+_\d+_(?P<file_id>[^/]+?)(?:-\d+)?\.ipynb$"
 
 
-def load_course(args: argparse.Namespace) -> CourseInfo:
+def load_course(args: argparse.Namespace) -> Course:
     """Read the course directory's nbgrader_config.py; command-line options win."""
-    from .grade_worker import course_config
-
-    root = Path(args.course).resolve()
-    cfg = course_config(root)
-    cd, ex = cfg.CourseDirectory, cfg.Exchange
-
-    def get(section, name: str, default: str) -> str:
-        return str(section[name]) if name in section else default
-
-    return CourseInfo(
-        root=root,
-        db_url=args.db_url or get(cd, "db_url", f"sqlite:///{root / 'gradebook.db'}"),
-        course_id=args.course_id or get(cd, "course_id", "default_course"),
-        exchange=args.exchange or get(ex, "root", "/srv/nbgrader/exchange"),
-        source_directory=get(cd, "source_directory", "source"),
-        release_directory=get(cd, "release_directory", "release"),
-        submitted_directory=get(cd, "submitted_directory", "submitted"),
-        autograded_directory=get(cd, "autograded_directory", "autograded"),
-        feedback_directory=get(cd, "feedback_directory", "feedback"),
+    return Course.load(
+        Path(args.course), db_url=args.db_url, course_id=args.course_id, exchange=args.exchange
     )
 
 
-def nbgrader(course: CourseInfo, *args: str, progress: str | None = None, total: int = 0) -> str:
+def nbgrader(course: Course, *args: str, progress: str | None = None, total: int = 0) -> str:
     """Run `nbgrader ARGS` in the course; a progress bar counts the notebooks it converts."""
-    cmd = [
-        NBGRADER,
-        *args,
-        f"--CourseDirectory.root={course.root}",
-        f"--CourseDirectory.db_url={course.db_url}",
-        f"--CourseDirectory.course_id={course.course_id}",
-        f"--Exchange.root={course.exchange}",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=course.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
-    )
-    lines = []
     with tqdm(total=total or None, desc=progress, unit="nb", disable=progress is None) as bar:
-        for line in proc.stdout:
-            lines.append(line)
+
+        def count(line: str) -> None:
             if "Converting notebook" in line or "Writing" in line and ".html" in line:
                 bar.update(1)
-    if proc.wait() != 0:
-        sys.exit(f"`nbgrader {' '.join(args)}` failed:\n{''.join(lines)[-3000:]}")
-    return "".join(lines)
 
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # nbgrader needs alembic
-    return env
+        try:
+            return course.run(*args, on_line=count)
+        except NbgraderError as exc:
+            sys.exit(str(exc)[-3000:])
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -160,7 +127,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def released_assignments(course: CourseInfo) -> list[str]:
+def released_assignments(course: Course) -> list[str]:
     from nbgrader.api import Gradebook
 
     with Gradebook(course.db_url, course.course_id) as gb:
@@ -187,22 +154,25 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         sandbox=not args.no_sandbox,
         force=args.force,
         students=tuple(args.student or ()),
+        scheduler=args.scheduler,
     )
     summary = autograde(course, args.assignment, opts)
     done = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "nothing to do"
     per = summary.per_submission
     mean = f", {sum(per) / len(per):.1f} s per submission" if per else ""
     print(f"{args.assignment}: {done}; {summary.skipped} unchanged skipped; {summary.seconds:.0f} s{mean}")
-    print(f"details: python -m course_tools.instructor status {args.assignment} --problems")
+    if summary.workers_lost:
+        print(f"{summary.workers_lost} submission(s) were graded again after their worker was lost")
+    print(f"details: python -m course_tools.grading status {args.assignment} --problems")
     return 1 if summary.failed else 0
 
 
-def hidden_test_lines(course: CourseInfo, assignment: str) -> list[str]:
+def hidden_test_lines(course: Course, assignment: str) -> list[str]:
     """Lines of the hidden tests that students never see (a line the release also shows is no secret)."""
     import nbformat
     from nbgrader.api import Gradebook
 
-    from .grading.cells import hidden_lines
+    from .cells import hidden_lines
 
     out: list[str] = []
     with Gradebook(course.db_url, course.course_id) as gb:
@@ -284,7 +254,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m course_tools.instructor",
+        prog="python -m course_tools.grading",
         description="Grade a class with nbgrader: release, collect, autograde (parallel, sandboxed), "
         "feedback, export, status.",
     )
@@ -329,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=900, help="seconds per submission (default 900)")
     p.add_argument("--memory", type=float, default=4, help="GiB of address space per kernel (default 4)")
     p.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed (unsafe)")
+    p.add_argument(
+        "--scheduler",
+        default="",
+        help="grade on the workers of a Dask distributed cluster (tcp://HOST:PORT) instead of --jobs local ones",
+    )
     p.set_defaults(func=cmd_autograde)
 
     p = sub.add_parser("feedback", parents=[common], help="HTML feedback without hidden tests")
@@ -350,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ["PATH"] = _env()["PATH"]
+    os.environ["PATH"] = env_with_venv()["PATH"]
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -28,9 +28,10 @@ from pathlib import Path
 import nbformat
 
 from course_tools.grading.answer_code import regions
-from course_tools.submissions import BEGIN, END
+from course_tools.grading.submissions import BEGIN, END
+from course_tools.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 TOP = "gradient-problems-student"  # the folder the archive unpacks into
 MARKERS = (BEGIN, END, "BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 SKIP_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".jupyter_cache", "reports", ".doctrees"}
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     html = args.html
     if html is None:
-        from course_tools.build_book import build
+        from course_tools.book.build import build
 
         if build(ROOT) != 0:
             return 1

@@ -1,6 +1,6 @@
 """Build the book with warnings as errors; when a chapter fails, say which one and which cell.
 
-    python -m course_tools.build_book [--out DIR] [--all]
+    python -m course_tools.book.build [--out DIR] [--all]
 
 Jupyter Book reports a failing notebook as a Sphinx warning and saves the
 traceback under <out>/html/reports/. This wrapper prints, for each failed
@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from course_tools.paths import REPO, venv_program
+
+ROOT = REPO
 
 
 def failed_chapters(out: Path, root: Path = ROOT) -> list[tuple[str, str]]:
@@ -43,7 +45,7 @@ def summarise_report(text: str, limit: int = 40) -> str:
 def build(out: Path, rebuild_all: bool = False, root: Path = ROOT) -> int:
     """Build the book at `root` into out/_build; return 0 on success, else print what failed and return non-zero."""
     cmd = [
-        str(Path(sys.executable).parent / "jupyter-book"),
+        venv_program("jupyter-book"),
         "build",
         str(root),
         "--path-output",

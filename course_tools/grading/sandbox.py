@@ -1,11 +1,13 @@
 """Operating-system isolation for student code at grading time: bubblewrap, rlimits and a separate user.
 
-Every kernel that runs a student's notebook is started as
+Every kernel that runs a student's notebook runs under
 
     bwrap (new mount, PID, network, IPC and UTS namespaces; only the paths below exist)
       prlimit (address space, CPU seconds, processes, file size)
         setpriv (uid/gid 65534 "nobody", no capabilities, no_new_privs)
-          python -m ipykernel_launcher -f <connection file>
+          python -m course_tools.grading.kernel.zygote   (warm: one per worker, forks a kernel
+                                                          per request, see course_tools.grading.warm)
+          or python -m ipykernel_launcher -f <connection file>   (cold: one sandbox per kernel)
 
 Inside, the filesystem holds the system directories and the Python installation
 read-only, the course library read-only, the student's own grading directory
@@ -17,11 +19,15 @@ Running as another user keeps the kernel away from files the grader writes with
 mode 0600 (the scratch gradebook, the notebook with hidden tests) even inside.
 
 Needs `bwrap` (Debian package bubblewrap) and util-linux's `prlimit` and
-`setpriv`; works as root without user namespaces and without a Docker engine.
+`setpriv`, no Docker engine. As root, cold kernels need no user namespaces; warm
+kernels, and grading as an ordinary user (rootless: bubblewrap enters a user
+namespace and the kernel keeps the instructor's uid, with the notebooks holding
+hidden tests covered), need unprivileged user namespaces, the Debian and Ubuntu default.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -30,7 +36,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from ..paths import REPO
+
 NOBODY = 65534
 GiB = 1 << 30
 MiB = 1 << 20
@@ -56,20 +63,55 @@ def missing_tools() -> list[str]:
 
 
 def unavailable_reason() -> str | None:
-    """None when sandboxed kernels can start here, else a sentence saying why not."""
+    """None when sandboxed kernels can start here, else a sentence saying why not and what to do.
+
+    As root, bubblewrap needs nothing more; as another user it needs unprivileged user
+    namespaces (the default on Debian and Ubuntu).
+    """
     missing = missing_tools()
     if missing:
         return f"missing {', '.join(missing)} (Debian: apt-get install -y bubblewrap util-linux)"
-    if os.geteuid() != 0:
-        return "the grader must run as root to start kernels as another user inside bubblewrap"
-    probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--proc", "/proc", "true"]
+    rootless = os.geteuid() != 0
+    return _probe(["--unshare-user"] if rootless else [], [], "run the grader as root" if rootless else "")
+
+
+@functools.cache
+def warm_unavailable_reason() -> str | None:
+    """None when warm kernels can be forked here (each enters a user namespace of its own, unprivileged)."""
+    reason = unavailable_reason()
+    if reason:
+        return reason
+    rootless = os.geteuid() != 0
+    as_nobody = [] if rootless else ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    return _probe(["--unshare-user"] if rootless else [], [*as_nobody, "unshare", "--user", "true"], "")
+
+
+def _probe(bwrap_options: list[str], inner: list[str], otherwise: str) -> str | None:
+    probe = [
+        "bwrap",
+        *bwrap_options,
+        "--ro-bind",
+        "/",
+        "/",
+        "--unshare-net",
+        "--unshare-pid",
+        "--proc",
+        "/proc",
+    ]
+    probe += ["--", *(inner or ["true"])]
     try:
         proc = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap does not run: {exc}"
-    if proc.returncode != 0:
-        return f"bwrap cannot create namespaces here: {proc.stderr.strip()[:300]}"
-    return None
+    if proc.returncode == 0:
+        return None
+    fix = (
+        "unprivileged user namespaces are off on this system: enable them (sysctl "
+        "kernel.unprivileged_userns_clone=1; on Ubuntu 24.04+ kernel.apparmor_restrict_unprivileged_userns=0)"
+    )
+    return f"the sandbox's namespaces cannot be created here ({proc.stderr.strip()[:200]}); {fix}" + (
+        f", or {otherwise}" if otherwise else ""
+    )
 
 
 def readonly_paths() -> list[Path]:
@@ -163,6 +205,11 @@ def wrap(
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "0777", "--dir", kernel_environment()["HOME"]]  # IPython and matplotlib write here
     args += bind("--bind", workdir) + bind("--bind", runtime_dir)
+    if os.geteuid() != 0:  # the kernel keeps our uid: cover the notebooks (hidden tests) it could read
+        for notebook in sorted(workdir.glob("*.ipynb")):
+            args += ["--ro-bind", "/dev/null", str(notebook)]
+    if os.geteuid() != 0:  # rootless: bubblewrap needs a user namespace, and the kernel keeps our uid
+        args.insert(1, "--unshare-user")
     args += ["--chdir", str(workdir), "--"]
     args += [
         "prlimit",
@@ -173,9 +220,7 @@ def wrap(
         "--core=0",
         "--",
         "setpriv",
-        f"--reuid={uid}",
-        f"--regid={uid}",
-        "--clear-groups",
+        *([f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if os.geteuid() == 0 else []),
         "--inh-caps=-all",
         "--bounding-set=-all",
         "--no-new-privs",
@@ -184,14 +229,20 @@ def wrap(
     return args + cmd
 
 
-def prepare_dirs(workdir: Path, runtime_dir: Path, uid: int = NOBODY) -> None:
+def prepare_dirs(workdir: Path, runtime_dir: Path, uid: int | None = None) -> None:
     """Let the kernel's user write where it must: its socket directory, and new files in its workdir.
 
     The workdir gets the sticky bit (like /tmp): the kernel can add files but not
     replace or read the grader's own 0600 files in it.
     """
-    runtime_dir.mkdir(parents=True, exist_ok=True)
-    os.chown(runtime_dir, uid, uid)
-    os.chmod(runtime_dir, 0o700)
+    prepare_runtime_dir(runtime_dir, uid)
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o1777)
+
+
+def prepare_runtime_dir(runtime_dir: Path, uid: int | None = None) -> None:
+    """A socket directory only the kernel's user (and the grader) can enter."""
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(runtime_dir, NOBODY if uid is None else uid, NOBODY if uid is None else uid)
+    os.chmod(runtime_dir, 0o700)

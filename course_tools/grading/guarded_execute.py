@@ -1,11 +1,11 @@
 """nbgrader's Execute step, hardened: sandboxed kernels, out-of-kernel verdicts, crashes that cost one cell.
 
 `GuardedExecute` replaces nbgrader's `Execute` in the autograde preprocessors
-(course_tools.grade_worker configures it). Compared with nbgrader's:
+(course_tools.grading.worker configures it). Compared with nbgrader's:
 
 - every test cell is scored by the checker outside the kernel
   (course_tools.grading.checked_execute.CheckedExecute, which it extends);
-- the kernel starts inside course_tools.sandbox (bubblewrap, rlimits, uid nobody)
+- the kernel starts inside course_tools.grading.sandbox (bubblewrap, rlimits, uid nobody)
   and talks to the grader over unix sockets, as the network is gone;
 - when the kernel dies (os._exit, a segfault, out of memory) or ignores an
   interrupt after a cell timeout, that cell gets an error, a fresh kernel replays
@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -34,26 +35,49 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from traitlets import Bool, Integer, Unicode
 
-from . import sandbox
-from .grading.cells import is_test_cell, nbgrader_meta
-from .grading.checked_execute import CheckedExecute
-from .grading.checker import Checker
+from . import sandbox, warm
+from .cells import is_test_cell, nbgrader_meta
+from .checked_execute import CheckedExecute
+from .checker import Checker
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels start in the sandbox and listen on ipc sockets in their own directory."""
+    """A kernel manager whose kernels start in the sandbox and listen on ipc sockets in their own directory.
 
-    def __init__(self, *, workdir: Path, runtime_dir: Path, limits: sandbox.Limits, **kwargs):
+    With a kernel parent (course_tools.grading.warm) the kernel is forked from it, warm;
+    without one, each kernel starts its own sandbox (cold).
+    """
+
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        runtime_dir: Path,
+        limits: sandbox.Limits,
+        kernel_parent: warm.KernelParent | None = None,
+        **kwargs,
+    ):
         super().__init__(transport="ipc", ip=str(runtime_dir / "k"), **kwargs)
         self.workdir, self.runtime_dir, self.limits = workdir, runtime_dir, limits
+        self.kernel_parent = kernel_parent
         self.connection_file = str(runtime_dir / "connection.json")
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
-        os.chown(self.connection_file, sandbox.NOBODY, sandbox.NOBODY)
+        if os.geteuid() == 0:
+            os.chown(self.connection_file, sandbox.NOBODY, sandbox.NOBODY)
+        if self.kernel_parent is not None:
+            return cmd
         return sandbox.wrap(cmd, workdir=self.workdir, runtime_dir=self.runtime_dir, limits=self.limits)
 
     async def _async_pre_start_kernel(self, **kw):
+        if self.kernel_parent is not None and self.provisioner is None:
+            self.kernel_id = self.kernel_id or kw.pop("kernel_id", None) or str(uuid.uuid4())
+            self.provisioner = warm.WarmProvisioner(
+                kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
+            )
+            self.provisioner.kernel_parent = self.kernel_parent
+            self.provisioner.workdir, self.provisioner.runtime_dir = self.workdir, self.runtime_dir
         cmd, kw = await super()._async_pre_start_kernel(**kw)
         self.kernel_spec.interrupt_mode = "message"  # a signal to bwrap would not reach the kernel
         return cmd, kw
@@ -63,6 +87,12 @@ class GuardedExecute(CheckedExecute):
     """Execute a submission the way nbgrader does, but sandboxed, checked outside the kernel and crash tolerant."""
 
     use_sandbox = Bool(True, help="Start kernels inside the bubblewrap sandbox.").tag(config=True)
+    warm = Bool(True, help="Fork sandboxed kernels from a pre-imported parent (one per worker).").tag(
+        config=True
+    )
+    work_root = Unicode("", help="The worker's work folder, bound into the warm kernel parent.").tag(
+        config=True
+    )
     report_path = Unicode("", help="Where to write the JSON report of this notebook.").tag(config=True)
     runtime_root = Unicode("", help="Directory for kernels' socket directories (short path).").tag(
         config=True
@@ -81,14 +111,28 @@ class GuardedExecute(CheckedExecute):
             if path.is_file():
                 os.chmod(path, 0o600)
         limits = sandbox.Limits(memory_bytes=self.memory_bytes, cpu_seconds=self.cpu_seconds)
+        parent = self._parent(limits, workdir)
+        if parent is not None:
+            shutil.rmtree(self._runtime, ignore_errors=True)
+            self._runtime = parent.new_runtime_dir()
         self.km = SandboxedKernelManager(
             kernel_name=self.kernel_name or "python3",
             config=self.config,
             workdir=workdir,
             runtime_dir=self._runtime,
             limits=limits,
+            kernel_parent=parent,
         )
         return self.km
+
+    def _parent(self, limits: sandbox.Limits, workdir: Path) -> warm.KernelParent | None:
+        """The worker's warm kernel parent, when configured and the workdir lies in its work folder."""
+        if not self.warm or not self.work_root or sandbox.warm_unavailable_reason():
+            return None
+        root = Path(self.work_root).resolve()
+        if root not in workdir.parents:
+            return None
+        return warm.kernel_parent(root, limits)
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
