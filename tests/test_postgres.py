@@ -64,7 +64,7 @@ def test_two_machines_grade_into_one_postgresql_gradebook(db_url, tmp_path):
     named = {(m.part, m.name): m for m in MISTAKES}  # plain wrong answers: graded, nothing odd to report
     wrong = {
         "cross_entropy": named["cross_entropy", "sum_instead_of_mean"],
-        "sigmoid_grad": named["sigmoid_grad", "forgot_to_apply_sigmoid"],
+        "relative_error": named["relative_error", "absolute_error_only"],
     }
     class_ = {
         a: {
@@ -72,7 +72,7 @@ def test_two_machines_grade_into_one_postgresql_gradebook(db_url, tmp_path):
             "bob": fill(release, {**answers, "cross_entropy": wrong["cross_entropy"].source}),
         },
         b: {
-            "carol": fill(release, {**answers, "sigmoid_grad": wrong["sigmoid_grad"].source}),
+            "carol": fill(release, {**answers, "relative_error": wrong["relative_error"].source}),
             "dave": release,
         },
     }
@@ -96,7 +96,7 @@ def test_two_machines_grade_into_one_postgresql_gradebook(db_url, tmp_path):
         first["bob"]["test_cross_entropy"] == 0
         and sum(first["bob"].values()) == full - maxima["test_cross_entropy"]
     )
-    assert first["carol"]["test_sigmoid_grad"] == 0
+    assert first["carol"]["test_relative_error"] == 0
     assert sum(first["dave"].values()) == 0
     assert not consistency_problems(db_url, a.course_id, ASSIGNMENT)
 

@@ -23,10 +23,10 @@ from course_tools.grading.submissions import fill, grade_id
 
 NB = "ps01_backprop"
 TESTS = [
-    "test_sigmoid_grad",
     "test_cross_entropy",
     "test_cross_entropy_grad",
     "test_two_layer_backward",
+    "test_conv1d_backward",
     "test_central_difference",
     "test_relative_error",
     "test_find_wrong_gradients",
@@ -40,11 +40,11 @@ def mistake(part: str, name: str) -> str:
 
 
 WRONG = {
-    "sigmoid_grad": mistake("sigmoid_grad", "forgot_to_apply_sigmoid"),
+    "relative_error": mistake("relative_error", "absolute_error_only"),
     "cross_entropy": mistake("cross_entropy", "sum_instead_of_mean"),
     "cross_entropy_grad": mistake("cross_entropy_grad", "forgot_divide_by_n"),
 }
-WRONG_TESTS = {"test_sigmoid_grad", "test_cross_entropy", "test_cross_entropy_grad"}
+WRONG_TESTS = {"test_relative_error", "test_cross_entropy", "test_cross_entropy_grad"}
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def fn(part: str, body: str, args: str) -> str:
 
 def deleted_test(release, answers):
     nb = fill(release, answers)
-    nb.cells = [c for c in nb.cells if grade_id(c) != "test_sigmoid_grad"]
+    nb.cells = [c for c in nb.cells if grade_id(c) != "test_relative_error"]
     return as_files(nb)
 
 
@@ -111,7 +111,7 @@ def changed_type(release, answers):
 
 def duplicated_ids(release, answers):
     nb = fill(release, answers)
-    extra = copy.deepcopy(cell(nb, "sigmoid_grad"))  # a pasted copy of a solution cell, same grade_id
+    extra = copy.deepcopy(cell(nb, "relative_error"))  # a pasted copy of a solution cell, same grade_id
     nb.cells.insert(5, extra)
     data = json.loads(nbformat.writes(nb))
     for c in data["cells"]:
@@ -192,7 +192,7 @@ get_ipython().ast_transformers.append(_DropChecks())
 
 FAKE_OUTPUT = """
 print("All tests passed! Score: 20/20")
-for t in ["test_sigmoid_grad", "test_cross_entropy", "test_cross_entropy_grad"]:
+for t in ["test_relative_error", "test_cross_entropy", "test_cross_entropy_grad"]:
     print(f"{t}: visible tests passed")
 """
 
@@ -215,7 +215,7 @@ print("SNOOP ROOT", sorted(os.listdir("/")))
 print("SNOOP COURSE", os.path.exists("{course}/solutions"), os.path.exists("{course}/gradebook.db"),
       os.path.exists("{course}/submitted"), os.path.exists("{repo}/solutions"))
 
-def sigmoid_grad(z):
+def relative_error(a, b):
     ns = get_ipython().user_ns
     SNOOPED.append(repr(ns.get("_ih")))
     SNOOPED.append(repr(list(linecache.cache.values())))
@@ -223,8 +223,9 @@ def sigmoid_grad(z):
         SNOOPED.append(repr([f.frame.f_code.co_consts for f in inspect.stack()]))
     except Exception as exc:
         SNOOPED.append(repr(exc))
-    s = torch.sigmoid(z)
-    return s * (1 - s)
+    num = torch.linalg.vector_norm(a.detach() - b.detach()).item()
+    den = torch.linalg.vector_norm(a.detach()).item() + torch.linalg.vector_norm(b.detach()).item()
+    return num / max(den, 1e-12)
 """
 
 NETWORK = """
@@ -244,7 +245,7 @@ for what, attempt in [
 
 def snoop(course: str, repo: str):
     def build(release, answers):
-        nb = fill(release, {**answers, "sigmoid_grad": SNOOP.format(course=course, repo=repo)})
+        nb = fill(release, {**answers, "relative_error": SNOOP.format(course=course, repo=repo)})
         nb.cells.append(nbformat.v4.new_code_cell("print('\\n'.join(SNOOPED))"))  # show what was gathered
         return as_files(nb)
 
@@ -253,7 +254,7 @@ def snoop(course: str, repo: str):
 
 def cases(course: str, repo: str) -> list[Case]:
     """Every robustness case; `course` and `repo` are paths the snooping submission tries to read."""
-    loop = fn("sigmoid_grad", "while True:\n    pass", "z")
+    loop = fn("relative_error", "while True:\n    pass", "a, b")
     stubborn = fn(
         "cross_entropy",
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
@@ -269,9 +270,9 @@ def cases(course: str, repo: str) -> list[Case]:
         ),
         Case(
             "infinite-loop",
-            with_answers(sigmoid_grad=loop),
+            with_answers(relative_error=loop),
             "graded-with-issues",
-            {"test_sigmoid_grad"},
+            {"test_relative_error"},
             ("timed out and was interrupted",),
         ),
         Case(
@@ -283,9 +284,9 @@ def cases(course: str, repo: str) -> list[Case]:
         ),
         Case(
             "os-exit",
-            with_answers(sigmoid_grad=fn("sigmoid_grad", "import os\nos._exit(3)", "z")),
+            with_answers(relative_error=fn("relative_error", "import os\nos._exit(3)", "a, b")),
             "graded-with-issues",
-            {"test_sigmoid_grad"},
+            {"test_relative_error"},
             ("kernel died", "_exit"),
         ),
         Case(
@@ -307,7 +308,11 @@ def cases(course: str, repo: str) -> list[Case]:
             ("memory limit",),
         ),
         Case(
-            "deleted-test-cell", deleted_test, "graded-with-issues", set(), ("test_sigmoid_grad was deleted",)
+            "deleted-test-cell",
+            deleted_test,
+            "graded-with-issues",
+            set(),
+            ("test_relative_error was deleted",),
         ),
         Case("edited-test-cell", edited_test, "graded-with-issues", {"test_cross_entropy"}, ("edited",)),
         Case("changed-cell-type", changed_type, "graded-with-issues", set(), ("from code to markdown",)),
@@ -320,9 +325,9 @@ def cases(course: str, repo: str) -> list[Case]:
         Case("huge-output", huge_output, "graded-with-issues", set(), ("output cut",)),
         Case(
             "monkeypatch-checks",
-            prefixed("sigmoid_grad", PATCH_CHECKS, WRONG["sigmoid_grad"]),
+            prefixed("relative_error", PATCH_CHECKS, WRONG["relative_error"]),
             "graded",
-            {"test_sigmoid_grad"},
+            {"test_relative_error"},
             ("replaces course_lib.checks.check_close",),
         ),
         Case(
@@ -337,27 +342,28 @@ def cases(course: str, repo: str) -> list[Case]:
         Case(
             "hides-errors",
             with_answers(
-                **{"sigmoid_grad": HIDE_ERRORS + "\n" + WRONG["sigmoid_grad"]},
+                **{"relative_error": HIDE_ERRORS + "\n" + WRONG["relative_error"]},
                 cross_entropy=WRONG["cross_entropy"],
             ),
             "graded",
-            {"test_sigmoid_grad", "test_cross_entropy"},
+            {"test_relative_error", "test_cross_entropy"},
             ("get_ipython",),
         ),
         Case(
             "rewrites-tests",
-            prefixed("sigmoid_grad", REWRITE_TESTS, WRONG["sigmoid_grad"]),
+            prefixed("relative_error", REWRITE_TESTS, WRONG["relative_error"]),
             "graded",
-            {"test_sigmoid_grad"},
+            {"test_relative_error"},
             ("rewrites the code of later cells",),
         ),
         Case(
             "fake-output",
             with_answers(
-                sigmoid_grad=FAKE_OUTPUT + "\n" + WRONG["sigmoid_grad"], cross_entropy=WRONG["cross_entropy"]
+                relative_error=FAKE_OUTPUT + "\n" + WRONG["relative_error"],
+                cross_entropy=WRONG["cross_entropy"],
             ),
             "graded",
-            {"test_sigmoid_grad", "test_cross_entropy"},
+            {"test_relative_error", "test_cross_entropy"},
         ),
         Case(
             "snoop",
@@ -369,16 +375,16 @@ def cases(course: str, repo: str) -> list[Case]:
         # Attacks on the comparisons themselves: the verdict is made outside the kernel, so none earns a point.
         Case(
             "tensor-subclass",
-            with_answers(sigmoid_grad=attack("sigmoid_grad", "tensor_subclass")),
+            with_answers(cross_entropy_grad=attack("cross_entropy_grad", "tensor_subclass")),
             "graded",
-            {"test_sigmoid_grad"},
+            {"test_cross_entropy_grad"},
             ("tensor subclass",),
         ),
         Case(
             "function-mode",
-            with_answers(sigmoid_grad=attack("sigmoid_grad", "function_mode")),
+            with_answers(cross_entropy_grad=attack("cross_entropy_grad", "function_mode")),
             "graded",
-            {"test_sigmoid_grad"},
+            {"test_cross_entropy_grad"},
             ("torch function mode",),
         ),
         Case(
@@ -408,5 +414,5 @@ def cases(course: str, repo: str) -> list[Case]:
             "graded",
             {"test_cross_entropy_grad"},
         ),
-        Case("network", prefixed("sigmoid_grad", NETWORK), "graded", set(), ("socket",)),
+        Case("network", prefixed("relative_error", NETWORK), "graded", set(), ("socket",)),
     ]

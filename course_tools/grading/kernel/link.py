@@ -4,7 +4,7 @@ The grader (course_tools.grading.checker) never trusts the student's kernel with
 For each call a test makes, it sends this kernel a snippet
 
     import course_tools.grading.kernel.link as _course_link_
-    _course_link_.call(globals(), "sigmoid_grad", "<base64 cloudpickle of the arguments>")
+    _course_link_.call(globals(), "relative_error", "<base64 cloudpickle of the arguments>")
 
 `call` runs the student's function on those arguments and publishes one display-data
 message of type MIME: the return value and the arguments' state afterwards, as plain data

@@ -36,7 +36,7 @@ import traceback
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
 CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
-MS_BIND, MS_REC, MS_PRIVATE, MS_RDONLY, MS_NOSUID, MS_NODEV = 4096, 0x4000, 1 << 18, 1, 2, 4
+MS_BIND, MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_MOVE = 4096, 0x4000, 1 << 18, 2, 4, 8192
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 4, 38, 24
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 INSIDE_ID = 65534  # the kernel's uid and gid inside its user namespace: never 0
@@ -72,6 +72,8 @@ def preload() -> None:
     import matplotlib.pyplot  # noqa: F401
     import numpy  # noqa: F401
     import torch  # noqa: F401
+
+    torch.backends.cpu.get_cpu_capability()  # reads /proc/cpuinfo once, here, for every kernel
 
     import course_lib  # noqa: F401
     import course_tools.grading.kernel.link  # noqa: F401
@@ -113,7 +115,33 @@ def isolate_files(req: dict) -> None:
         if name.endswith(".ipynb") and os.path.isfile(path):
             _mount("/dev/null", path, None, MS_BIND)
     os.makedirs(os.environ.get("HOME", "/tmp/home"), exist_ok=True)
-    _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=555")
+    cover_proc()
+
+
+PROC_FILES = ("cpuinfo", "meminfo", "stat", "uptime", "loadavg", "filesystems", "mounts")
+
+
+def cover_proc() -> None:
+    """Replace /proc by a few machine-wide files and this process's own entry, as /proc/1 and /proc/self.
+
+    A new PID namespace's /proc cannot be mounted under the sandbox's (bubblewrap covers parts
+    of it), and the sandbox's lists the zygote. Libraries read the machine files (torch's
+    cpuinfo, psutil), and ipykernel looks itself up as /proc/<its pid>, which is 1 here.
+    """
+    own = os.readlink("/proc/self")  # this process's pid in the sandbox's /proc
+    new = "/tmp/.proc"  # built beside, then moved over /proc (the binds need the old /proc/self/fd)
+    os.mkdir(new)
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+    for name in PROC_FILES:
+        if os.path.exists(f"/proc/{name}"):
+            open(f"{new}/{name}", "w").close()
+            _mount(f"/proc/{name}", f"{new}/{name}", None, MS_BIND)
+    os.mkdir(f"{new}/1")
+    _mount(f"/proc/{own}", f"{new}/1", None, MS_BIND)
+    os.symlink("1", f"{new}/self")
+    os.symlink("1/task/1", f"{new}/thread-self")
+    _mount(new, "/proc", None, MS_MOVE)
+    os.rmdir(new)
 
 
 def drop_privileges() -> None:
