@@ -314,18 +314,28 @@ class GradientMonitor(Callback):
         def grad_prehook(nr: int, keep: bool, call: int) -> Callable:
             """A pre-hook on the node that made an output sees ∂L/∂output (even if the output is
             later changed in place). Made once per output slot for the usual case."""
-            if not keep and call < 0 and nr in plain:
-                return plain[nr]
+            if not keep and call < 0:
+                pre = plain.get(nr)
+                if pre is None:
+
+                    def pre(grads: tuple) -> None:
+                        g = grads[nr]
+                        if g is not None:
+                            p = self._pending
+                            p.grad_sq.append(sumsq((g.detach() if g.requires_grad else g).reshape(-1)))
+                            p.norm_layer.append(i)
+                            p.norm_call.append(-1)
+
+                    plain[nr] = pre
+                return pre
             on_grad = self._make_grad_hook(i, keep, call)
 
-            def pre(grads: tuple) -> None:
+            def pre_keep(grads: tuple) -> None:
                 g = grads[nr]
                 if g is not None:
                     on_grad(g)
 
-            if not keep and call < 0:
-                plain[nr] = pre
-            return pre
+            return pre_keep
 
         def hook(module: nn.Module, args: tuple, out: object) -> None:
             if not self._active or not torch.is_grad_enabled():
@@ -396,7 +406,9 @@ class GradientMonitor(Callback):
                     if node is None:
                         t.register_hook(self._make_grad_hook(i, keep, call if cell and j == 0 else -1))
                     else:
-                        node.register_prehook(grad_prehook(t.output_nr, keep, call if cell and j == 0 else -1))
+                        node.register_prehook(
+                            grad_prehook(t.output_nr, keep, call if cell and j == 0 else -1)
+                        )
 
         return hook
 
@@ -428,7 +440,7 @@ class GradientMonitor(Callback):
         if warm is not None and warm[1] == [p._version for p in self._params]:
             return warm[0]
         with torch.no_grad():
-            return norms([p.detach() for p in self._params])
+            return norms(self._params)
 
     def _collect_grads(self) -> None:
         grads = [p.grad for p in self._params]
@@ -442,7 +454,7 @@ class GradientMonitor(Callback):
         if pend.expect_grad and not pend.backward_seen():
             grads = [None] * len(grads)  # a forward pass without backward: .grad is left from before
         with torch.no_grad():
-            present = [g.detach() for g in grads if g is not None]
+            present = [g for g in grads if g is not None]
             it = iter(norms(present))
             pend.param_grads = [None if g is None else next(it) for g in grads]
         pend.norms_before = self._param_norms()
@@ -466,7 +478,7 @@ class GradientMonitor(Callback):
             raise RuntimeError("on_step_end() without on_after_backward(): call it after loss.backward()")
         deltas = self._updates.result()
         with torch.no_grad():  # ‖θ‖ now, while the step has the parameters in cache: next step's ‖θ_old‖
-            self._warm = (norms([p.detach() for p in self._params]), [p._version for p in self._params])
+            self._warm = (norms(self._params), [p._version for p in self._params])
         self._finalize(loss, deltas)
 
     def on_nonfinite_loss(self, step: int, model: nn.Module, loss: float) -> None:
@@ -514,7 +526,9 @@ class GradientMonitor(Callback):
             keys = list(pend.samples)
             for (i, what), arr in zip(keys, _to_numpy_cat([pend.samples[k] for k in keys]), strict=True):
                 self._record.samples.setdefault(self._step, {}).setdefault(names[i], {})[what] = arr
-        self._queue.append((plan, packed, math.nan if loss is None else float(loss), loss is not None, self._step))
+        self._queue.append(
+            (plan, packed, math.nan if loss is None else float(loss), loss is not None, self._step)
+        )
         if len(self._queue) >= _BATCH:
             self._drain()
         self._next_step()

@@ -365,7 +365,9 @@ class StepSums:
         self.norm_layer.append(layer)
         self.norm_call.append(call)
 
-    def pack(self, layout: Layout, deltas: tuple[list[Num | None], np.ndarray] | None) -> tuple[Plan, np.ndarray]:
+    def pack(
+        self, layout: Layout, deltas: tuple[list[Num | None], np.ndarray] | None
+    ) -> tuple[Plan, np.ndarray]:
         """The step as one float64 vector on the host (one transfer per device), and the `Plan`
         that reads it. Steps of the same structure share a plan and are summarised together."""
         pg = self.param_grads or []
@@ -442,7 +444,12 @@ class Plan:
         n_folded: int,
     ):
         n_layers, n_params, n_acc = layout.n_layers, len(layout.owner), layout.n_layers * len(ACC)
-        self.layout, self.present, self.n_before, self.moved = layout, np.array(present, np.int64), n_before, moved
+        self.layout, self.present, self.n_before, self.moved = (
+            layout,
+            np.array(present, np.int64),
+            n_before,
+            moved,
+        )
         sizes = [len(slots), len(norm_layer), len(present), n_before, sum(moved or ()), n_input]
         sizes += [sum(col_sizes), n_folded * n_acc, 2 * n_layers + 1, n_params if moved is not None else 0]
         ends = np.cumsum(sizes)
@@ -475,7 +482,9 @@ class Plan:
 
     def summarise(
         self, v: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], list[dict[int, np.ndarray]]]:
+    ) -> tuple[
+        dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], list[dict[int, np.ndarray]]
+    ]:
         """(layer rows, parameter rows, step values, per-cell ‖∂L/∂h_t‖ series) of (steps, length)
         packed vectors: (steps, layers) arrays by LAYER_STATS name, (steps, params) arrays by
         PARAM_STATS name, (steps,) arrays by STEP_STATS name, one {cell: series} per step."""
