@@ -90,7 +90,7 @@ class _FakeClient:
         self.counts = {"starts": starts, "suspicious": suspicious}
 
     def run_on_scheduler(self, function, *args):
-        return self.counts if function is dask_pool._attempts else None
+        return self.counts if function.__name__ == "attempts" else None
 
 
 class _FakeFuture:
@@ -137,6 +137,15 @@ def test_a_submission_that_keeps_killing_workers_fails_saying_so(tmp_path):
     result = dask_pool._collect(_FakeClient(4, 4), future, JOB, "topic", tmp_path)
     assert not result.ok and result.worker_lost and result.attempts == 4
     assert "4 Dask workers died" in result.error and "allowed-failures = 3" in result.error
+
+
+def test_an_unreachable_scheduler_fails_every_job_saying_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(dask_pool, "CONNECT_TIMEOUT", "2s")
+    jobs = [JOB, GradeJob("/nowhere", "c", "ps", "bob", "/nowhere/staged", "/nowhere/t.db")]
+    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    results = list(dask_pool.grade_on_dask(address, jobs, 60, tmp_path))
+    assert [r.student for r in results] == ["alice", "bob"]
+    assert all(not r.ok and f"cannot reach the Dask scheduler {address}" in r.error for r in results)
 
 
 # ---------------------------------------------------------------- a real cluster on localhost

@@ -41,6 +41,7 @@ from .records import GradeJob, GradeResult
 
 SHARED_COURSE = "course"  # in the shared bundle: nbgrader_config.py and <source>/<assignment>/ data files
 TEMPLATE_DB = "template.db"
+CONNECT_TIMEOUT = "30s"  # how long to try reaching the scheduler before every job fails, saying so
 
 
 # ---------------------------------------------------------------- packing files as bytes
@@ -192,17 +193,23 @@ def grade_task(job_json: str, shared: bytes, submission: bytes, timeout: float, 
 # ---------------------------------------------------------------- on the scheduler
 
 
-def _attempts(key: str, topic: str, dask_scheduler=None) -> dict:
-    """How many workers started the task, and how many were lost while it was assigned to them."""
-    ts = dask_scheduler.tasks.get(key)
-    starts = len(dask_scheduler.get_events(topic))
-    return {"starts": starts, "suspicious": ts.suspicious if ts is not None else None}
+def _attempts_reader():
+    """The function run on the scheduler for one finished task (see `_collect`).
 
+    Made inside a function so that cloudpickle sends its code by value: the scheduler
+    needs nothing of this repository to run it.
+    """
 
-def _forget_topic(topic: str, dask_scheduler=None) -> None:
-    topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
-    if isinstance(topics, dict):
-        topics.pop(topic, None)
+    def attempts(key: str, topic: str, dask_scheduler=None) -> dict:
+        """How many workers started the task, and how many the scheduler saw die while it was theirs."""
+        ts = dask_scheduler.tasks.get(key)
+        starts = len(dask_scheduler.get_events(topic))
+        topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
+        if isinstance(topics, dict):  # one topic per task: forget it once read
+            topics.pop(topic, None)
+        return {"starts": starts, "suspicious": ts.suspicious if ts is not None else None}
+
+    return attempts
 
 
 def _sandbox_check() -> str | None:
@@ -223,7 +230,7 @@ def grade_on_dask(scheduler: str, jobs: list[GradeJob], timeout: float, state: P
     from distributed import Client, as_completed
 
     try:
-        client = Client(scheduler, timeout="60s")
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
     except Exception as exc:  # unreachable, or not a Dask scheduler: every job fails, saying why
         for job in jobs:
             yield GradeResult.failure(job, f"cannot reach the Dask scheduler {scheduler}: {exc}")
@@ -282,8 +289,7 @@ def _collect(client, future, job: GradeJob, topic: str, state: Path) -> GradeRes
     from distributed.scheduler import KilledWorker
 
     try:
-        counts = client.run_on_scheduler(_attempts, future.key, topic)
-        client.run_on_scheduler(_forget_topic, topic)
+        counts = client.run_on_scheduler(_attempts_reader(), future.key, topic)
     except Exception:
         counts = {"starts": 1, "suspicious": None}
     # The workers it started on (a task only queued on a worker that was lost never started
