@@ -147,7 +147,7 @@ def review_notes(nb: nbformat.NotebookNode) -> list[str]:
         if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
             continue
         where = meta.get("grade_id") or f"cell {cell.get('id')}"
-        source = "\n".join(ln for ln in cell.source.split("\n") if not ln.lstrip().startswith(("%", "!")))
+        source = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in cell.source.split("\n"))
         try:
             tree = ast.parse(source)
         except SyntaxError:
