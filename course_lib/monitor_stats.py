@@ -414,14 +414,17 @@ class Groups:
 
     def __init__(self, index: np.ndarray | list[int], n: int):
         index = np.asarray(index, dtype=np.int64)
-        self.order = np.argsort(index, kind="stable")
+        self.order: np.ndarray | None = np.argsort(index, kind="stable")
         self.targets, self.starts = np.unique(index[self.order], return_index=True)
-        self.n = n
+        self.n, self.empty = n, not index.size
+        if np.array_equal(self.order, np.arange(index.size)):
+            self.order = None  # already grouped: no copy of the columns needed
 
     def __call__(self, w: np.ndarray) -> np.ndarray:
         out = np.zeros((w.shape[0], self.n))
-        if self.order.size:
-            out[:, self.targets] = np.add.reduceat(w[:, self.order], self.starts, axis=1)
+        if not self.empty:
+            w = w if self.order is None else np.take(w, self.order, axis=1)
+            out[:, self.targets] = np.add.reduceat(w, self.starts, axis=1)
         return out
 
 
