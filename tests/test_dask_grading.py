@@ -94,7 +94,7 @@ class _FakeClient:
 
 
 class _FakeFuture:
-    key = "grade-ps-alice-run"
+    key = "grade-0123abcd-ps-alice"
 
     def __init__(self, status: str, value=None, error: Exception | None = None):
         self.status, self.value, self.error = status, value, error
@@ -267,7 +267,11 @@ class Killer(threading.Thread):
                 while not self.stop.is_set() and time.monotonic() < deadline:
                     running = client.run(_executing)
                     victim = next(
-                        (w for w, keys in running.items() if any(f"-{self.student}-" in k for k in keys)),
+                        (
+                            w
+                            for w, keys in running.items()
+                            if any(k.endswith(f"-{self.student}") for k in keys)
+                        ),
                         None,
                     )
                     if victim and self._grading_kernel(client, victim):

@@ -169,12 +169,13 @@ def grade_task(job_json: str, shared: bytes, submission: bytes, timeout: float, 
             )
             healthy = False
             try:
-                result = grader.ask(local, timeout)
-                healthy = not result.worker_lost
+                try:
+                    result = grader.ask(local, timeout)
+                    healthy = not result.worker_lost
+                except Exception as exc:  # a garbled answer: the grading subprocess is not trusted again
+                    result = GradeResult.failure(job, f"grading worker failed: {exc}", worker_lost=True)
                 if result.ok and result.autograded and Path(result.autograded).is_dir():
                     packed = pack({".": Path(result.autograded)})
-            except Exception as exc:  # a garbled answer: the grading subprocess is not trusted again
-                result = GradeResult.failure(job, f"grading worker failed: {exc}", worker_lost=True)
             finally:
                 shutil.rmtree(work / job.student, ignore_errors=True)
                 if healthy:
@@ -253,7 +254,10 @@ def grade_on_dask(scheduler: str, jobs: list[GradeJob], timeout: float, state: P
             except Exception as exc:
                 failed_early.append(GradeResult.failure(job, f"could not pack the submission: {exc}"))
                 continue
-            key = f"grade-{job.assignment}-{job.student}-{run}"
+            # One task group ("grade", Dask's prefix ends at the run's hex token) for every
+            # submission: the scheduler learns one duration and, for a large class, queues the
+            # tasks itself instead of handing each worker a share up front.
+            key = f"grade-{run}-{job.assignment}-{job.student}"
             topic = f"course-grading-start-{key}"
             future = client.submit(
                 grade_task, job.to_json(), shared[group], submission, timeout, topic, key=key, retries=0
