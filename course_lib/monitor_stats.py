@@ -377,8 +377,11 @@ class StepSums:
         inp = [] if self.input_sq is None else [self.input_sq]
         scalars = [*self.values, *self.grad_sq, *(pg[k] for k in present), *before, *moved, *inp]
         blocks = [host_values(scalars)]  # type: ignore[arg-type]
-        if self.cols:
-            blocks.append(to_numpy(self.cols))
+        if self.cols:  # 1-d and detached already
+            try:  # one device: one transfer (dtypes are promoted)
+                blocks.append(torch.cat(self.cols).cpu().numpy())
+            except RuntimeError:
+                blocks.append(to_numpy(self.cols))
         if self.folded:
             blocks.append(to_numpy(self.folded))
         if self.folded_host is not None:

@@ -662,3 +662,130 @@ def test_cuda_gives_the_cpu_numbers():
             assert not np.isnan(rec.matrix("update_ratio", ["0", "2", "4"])).any()
     for name in ("sgd", "sgd momentum", "adamw"):
         np.testing.assert_allclose(results["cuda", name], results["cpu", name], rtol=1e-6, equal_nan=True)
+
+
+# ---- the fast path against a plain per-layer computation ----------------------------------------
+
+
+class _Plain(Callback):
+    """Every statistic the hard way: clones of each output and output gradient, per-layer numbers
+    in float64 torch, the parameters copied around each step. What the monitor's batched,
+    device-side arithmetic must reproduce."""
+
+    def __init__(self, model: nn.Module, eps: float):
+        self.model, self.eps, self.rows = model, eps, []
+        self.names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.ReLU | nn.Tanh)]
+        self.outs: dict[str, torch.Tensor] = {}
+        self.grads: dict[str, torch.Tensor] = {}
+        for name in self.names:
+            model.get_submodule(name).register_forward_hook(self._keep(name))
+
+    def _keep(self, name):
+        def hook(module, args, out):
+            if torch.is_grad_enabled():
+                self.outs[name] = out.detach().double().clone()
+                out.register_hook(lambda g: self.grads.__setitem__(name, g.detach().double().clone()))
+
+        return hook
+
+    def on_after_backward(self, step, model):
+        self.before = {n: p.detach().double().clone() for n, p in model.named_parameters()}
+        self.grad_now = {n: p.grad.detach().double().clone() for n, p in model.named_parameters()}
+
+    def on_step_end(self, step, model, loss):
+        row = {}
+        for name in self.names:
+            y, g = self.outs[name], self.grads[name]
+            module = model.get_submodule(name)
+            own = [f"{name}.{p}" for p, _ in module.named_parameters(recurse=False)]
+            r = {"act_mean": y.mean(), "act_std": y.std(unbiased=False), "out_grad_norm": g.norm()}
+            r["dead"] = (y <= 0).all(dim=0).double().mean() if isinstance(module, nn.ReLU) else math.nan
+            r["saturated"] = (
+                (y.abs() > 1 - self.eps).double().mean() if isinstance(module, nn.Tanh) else math.nan
+            )
+            if own:
+                new = dict(model.named_parameters())
+                r["grad_norm"] = math.sqrt(sum(float(self.grad_now[p].norm()) ** 2 for p in own))
+                r["param_norm"] = math.sqrt(sum(float(self.before[p].norm()) ** 2 for p in own))
+                moved = math.sqrt(
+                    sum(float((new[p].detach().double() - self.before[p]).norm()) ** 2 for p in own)
+                )
+                r["update_ratio"] = moved / r["param_norm"]
+            row[name] = {k: float(v) for k, v in r.items()}
+        row["params"] = {
+            n: (
+                float(self.grad_now[n].norm()),
+                float(self.before[n].norm()),
+                float((p.detach().double() - self.before[n]).norm() / self.before[n].norm()),
+            )
+            for n, p in model.named_parameters()
+        }
+        self.rows.append(row)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_batched_recording_equals_a_plain_per_layer_computation(optimizer):
+    """Float32, ReLU and tanh layers, batches of two sizes, more steps than the monitor holds
+    before it summarises (so several batches of steps), both ways of measuring ‖Δθ‖:
+    every recorded number equals the one computed layer by layer from clones."""
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Linear(12, 24),
+        nn.ReLU(),
+        nn.Linear(24, 24),
+        nn.Tanh(),
+        nn.Linear(24, 16),
+        nn.ReLU(),
+        nn.Linear(16, 5),
+    )
+    with torch.no_grad():
+        model[2].bias.fill_(-2.0)  # some tanh outputs saturate
+        model[0].bias[:6].fill_(-50.0)  # some ReLU units die
+    x, y = _data(n=100, dtype=torch.float32)  # batches of 32, 32, 32 and 4
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=0.05)
+        if optimizer == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=1e-3)
+    )
+    plain = _Plain(model, eps=0.01)
+    with GradientMonitor(model) as mon:
+        hist = train(
+            model,
+            (x, y),
+            optimizer=opt,
+            batch_size=32,
+            epochs=20,
+            max_steps=75,
+            callbacks=[mon, plain],
+            progress=False,
+        )
+    rec = mon.record
+    assert rec.n_steps == hist.steps == len(plain.rows) == 75
+    np.testing.assert_allclose(rec.loss, hist.step_loss, rtol=1e-6)
+    table = {
+        stat: np.array([[row[n].get(stat, math.nan) for row in plain.rows] for n in plain.names])
+        for stat in (
+            "act_mean",
+            "act_std",
+            "dead",
+            "saturated",
+            "out_grad_norm",
+            "grad_norm",
+            "param_norm",
+            "update_ratio",
+        )
+    }
+    for stat, want in table.items():
+        got = rec.matrix(stat, plain.names)
+        rtol = 2e-5
+        if stat == "act_std":  # E[y²] - E[y]² from float32 sums: about 1e-7·(mean/std)² relative
+            rtol = 2e-6 * (1 + (table["act_mean"] / table["act_std"]) ** 2)
+        assert np.array_equal(np.isnan(got), np.isnan(want)), stat
+        ok = np.isnan(want) | (np.abs(got - want) <= rtol * np.abs(want) + 1e-7)
+        assert ok.all(), f"{stat}: {got[~ok][:5]} against {want[~ok][:5]}"
+    assert (rec.matrix("calls", plain.names) == 1).all() and (rec.matrix("nonfinite", plain.names) == 0).all()
+    for k, stat in enumerate(("grad_norm", "param_norm", "update_ratio")):
+        want = np.array([[row["params"][n][k] for row in plain.rows] for n in rec.params])
+        atol = 1e-7 if stat == "update_ratio" else 0.0  # the plain θ_new - θ_old is rounded to float32
+        np.testing.assert_allclose(rec.param_matrix(stat), want, rtol=2e-5, atol=atol, err_msg=stat)
+    assert (rec.step_values("backward") == 1).all() and (rec.step_values("input_nonfinite") == 0).all()
