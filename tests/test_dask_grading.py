@@ -13,13 +13,11 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cloudpickle
@@ -27,6 +25,7 @@ import nbformat
 import psutil
 import pytest
 from assignments.ps01_mistakes import MISTAKES
+from robustness.cluster import Cluster, dask_cluster, free_port
 from robustness.harness import ASSIGNMENT, REPO, instructor, make_course, scores, status, write_files
 
 from course_tools.grading import dask_pool
@@ -142,62 +141,13 @@ def test_a_submission_that_keeps_killing_workers_fails_saying_so(tmp_path):
 def test_an_unreachable_scheduler_fails_every_job_saying_why(tmp_path, monkeypatch):
     monkeypatch.setattr(dask_pool, "CONNECT_TIMEOUT", "2s")
     jobs = [JOB, GradeJob("/nowhere", "c", "ps", "bob", "/nowhere/staged", "/nowhere/t.db")]
-    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     results = list(dask_pool.grade_on_dask(address, jobs, 60, tmp_path))
     assert [r.student for r in results] == ["alice", "bob"]
     assert all(not r.ok and f"cannot reach the Dask scheduler {address}" in r.error for r in results)
 
 
 # ---------------------------------------------------------------- a real cluster on localhost
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Cluster:
-    address: str
-    base: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    strays: set[int] = field(default_factory=set)  # pids of processes the test's kill left behind
-
-    def start(self, *args: str, log: str) -> subprocess.Popen:
-        out = open(self.base / log, "w")  # noqa: SIM115  (the process's log, closed by the OS at exit)
-        proc = subprocess.Popen(
-            [DASK, *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.procs.append(proc)
-        return proc
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.base.glob("*.log")))
-
-    def stop(self) -> None:
-        pids = set(self.strays)
-        for proc in self.procs:
-            try:
-                pids |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
-            except psutil.NoSuchProcess:
-                pass
-        workers, scheduler = self.procs[1:], self.procs[:1]
-        for group in (workers, scheduler):  # the workers first, while their scheduler is still there
-            for proc in group:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in group:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        for pid in pids:  # grading subprocesses (own sessions) that outlived their Dask worker
-            try:
-                psutil.Process(pid).kill()
-            except psutil.NoSuchProcess:
-                pass
 
 
 @pytest.fixture(scope="module")
@@ -207,38 +157,8 @@ def cluster(tmp_path_factory):
     why = unavailable_reason()
     if why:
         pytest.skip(f"the grading sandbox cannot run here: {why}")
-    from distributed import Client
-
-    port = _free_port()
-    c = Cluster(f"tcp://127.0.0.1:{port}", tmp_path_factory.mktemp("dask"))
-    try:
-        # The instructor guide's commands (book/instructors.md, "Grading on several machines with Dask").
-        c.start(
-            "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", log="scheduler.log"
-        )
-        for i in range(2):
-            c.start(
-                "worker",
-                c.address,
-                "--nthreads",
-                "1",
-                "--nworkers",
-                "1",
-                "--no-dashboard",
-                "--name",
-                f"grader-{i}",
-                "--local-directory",
-                str(c.base / f"w{i}"),
-                log=f"worker-{i}.log",
-            )
-        with Client(c.address, timeout="120s") as client:
-            client.wait_for_workers(2, timeout=180)
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as c:
         yield c
-    except Exception:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
 
 
 def _executing(dask_worker) -> list[str]:

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from course_tools.exercises import generate, stale_files
-from course_tools.grading.submissions import grade_id, is_solution, is_test
+from course_tools.grading.cells import grade_id, is_solution, is_test
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if p.is_dir())

@@ -36,8 +36,9 @@ from nbgrader.api import Gradebook
 from robustness.harness import instructor
 from robustness.system import ensure_bubblewrap
 
+from course_tools.grading.cells import grade_id, is_test
 from course_tools.grading.course import Course
-from course_tools.grading.submissions import fill, grade_id, is_test, solution_answers, write_submission
+from course_tools.grading.submissions import fill, solution_answers, write_submission
 
 pytestmark = pytest.mark.slow
 

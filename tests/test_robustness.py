@@ -1,7 +1,8 @@
 """Broken and hostile submissions, graded in one run through the instructor tool (2 workers, sandboxed).
 
 Each case in tests/robustness/submissions.py is a real ps01 submission in
-submitted/<student>/ps01_backprop/. One `autograde --jobs 2` grades them all;
+submitted/<student>/ps01_backprop/. One `autograde --jobs 2` (two local workers, warm
+kernels), and again one `autograde --scheduler` on a Dask cluster of two workers, grade them all;
 then each must have its expected state, lose exactly its expected test cells,
 and have its reason in the status table; the gradebook must hold one row per
 grade cell per student; nothing a submission did may reach solutions/, the
@@ -18,6 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from robustness import submissions as S
+from robustness.cluster import dask_cluster
 from robustness.harness import (
     ASSIGNMENT,
     REPO,
@@ -52,8 +54,9 @@ class Run:
     autograde_output: str
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Run:
+@pytest.fixture(scope="module", params=["local", "dask"])
+def run(request, tmp_path_factory) -> Run:
+    """Every case graded in one run: by two local workers, or by a Dask cluster of two workers."""
     why = ensure_bubblewrap()
     if why:
         pytest.fail(f"the grading sandbox cannot run here: {why}")
@@ -65,7 +68,13 @@ def run(tmp_path_factory) -> Run:
     cases = {c.student: c for c in S.cases(str(course.root), str(REPO))}
     for case in cases.values():
         write_files(course, case.student, case.build(release, answers))
-    proc = instructor(course, "autograde", ASSIGNMENT, "--jobs", "2", *LIMITS, check=False)
+    if request.param == "local":
+        proc = instructor(course, "autograde", ASSIGNMENT, "--jobs", "2", *LIMITS, check=False)
+    else:
+        with dask_cluster(tmp_path_factory.mktemp("dask")) as cluster:
+            proc = instructor(
+                course, "autograde", ASSIGNMENT, "--scheduler", cluster.address, *LIMITS, check=False
+            )
     assert proc.returncode == 0, f"autograde reported failures:\n{proc.stdout}\n{proc.stderr[-3000:]}"
 
     return Run(course, cases, scores(course), status(course), max_scores(course), proc.stdout)

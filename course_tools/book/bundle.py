@@ -28,12 +28,12 @@ from pathlib import Path
 import nbformat
 
 from course_tools.grading.answer_code import regions
-from course_tools.grading.submissions import BEGIN, END
+from course_tools.grading.cells import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
 from course_tools.paths import REPO
 
 ROOT = REPO
 TOP = "gradient-problems-student"  # the folder the archive unpacks into
-MARKERS = (BEGIN, END, "BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+MARKERS = (SOLUTION_BEGIN, SOLUTION_END, "BEGIN SOLUTION", "END SOLUTION", HIDDEN_BEGIN, HIDDEN_END)
 SKIP_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".jupyter_cache", "reports", ".doctrees"}
 SKIP_NAMES = {".buildinfo", ".DS_Store"}
 
@@ -157,7 +157,7 @@ def answer_blocks(solutions: Path) -> dict[str, str]:
     an answer from the book's own code.
     """
     blocks: dict[str, str] = {}
-    pairs = ((BEGIN, END), ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))
+    pairs = ((SOLUTION_BEGIN, SOLUTION_END), (HIDDEN_BEGIN, HIDDEN_END))
     for source in sorted(solutions.glob("*/*.ipynb")):
         for k, cell in enumerate(nbformat.read(source, as_version=4).cells):
             for begin, end in pairs:

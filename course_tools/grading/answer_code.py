@@ -18,7 +18,10 @@ from pathlib import Path
 
 import nbformat
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+from .cells import SOLUTION_BEGIN as BEGIN
+from .cells import SOLUTION_END as END
+from .cells import grade_id
+
 MIN_CHARS = 24  # a fragment shorter than this is too generic to count as a copy ("return _ * _")
 
 
@@ -65,7 +68,7 @@ def solution_regions(notebook: Path) -> list[tuple[str, str]]:
     out = []
     for cell in nbformat.read(notebook, as_version=4).cells:
         if cell.cell_type == "code":
-            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "?")
+            gid = grade_id(cell) or "?"
             out += [(gid, textwrap.dedent(code)) for code in regions(cell.source)]
     return out
 

@@ -1,9 +1,14 @@
-"""nbgrader cell metadata and hidden-test regions: what every grading module reads from a notebook."""
+"""nbgrader cell metadata, solution and hidden-test regions: what every course tool reads from a notebook.
+
+The one place that knows nbgrader's cell metadata and region markers; intake, the checker,
+feedback, the exercise generator, the bundle's leak check and the tests all read cells here.
+"""
 
 from __future__ import annotations
 
 from nbformat import NotebookNode
 
+SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 HIDDEN_BEGIN, HIDDEN_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 
 
@@ -11,10 +16,24 @@ def nbgrader_meta(cell: NotebookNode) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
+def grade_id(cell: NotebookNode) -> str | None:
+    return nbgrader_meta(cell).get("grade_id")
+
+
+def is_solution(cell: NotebookNode) -> bool:
+    """A cell the student answers in (its solution region is removed in the release)."""
+    return bool(nbgrader_meta(cell).get("solution"))
+
+
+def is_test(cell: NotebookNode) -> bool:
+    """A graded cell that is not an answer: its tests (or, for markdown, a manual grade) decide points."""
+    meta = nbgrader_meta(cell)
+    return bool(meta.get("grade")) and not bool(meta.get("solution"))
+
+
 def is_test_cell(cell: NotebookNode) -> bool:
     """A graded, autograded code cell (its tests decide points)."""
-    meta = nbgrader_meta(cell)
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+    return cell.cell_type == "code" and is_test(cell)
 
 
 def is_locked_setup(cell: NotebookNode) -> bool:

@@ -25,6 +25,7 @@ import nbformat
 from nbgrader.api import Gradebook
 from tqdm.auto import tqdm
 
+from .cells import nbgrader_meta
 from .course import Course
 from .gradebook import GradebookWriter, make_template
 from .intake import Staged, stage_submission
@@ -83,7 +84,7 @@ def source_cells(course: Course, assignment: str) -> dict[str, dict[str, dict]]:
         if not released.exists():
             continue
         for cell in nbformat.read(released, as_version=4).cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
+            meta = nbgrader_meta(cell)
             if meta.get("grade_id") in nb_cells and meta.get("checksum"):
                 nb_cells[meta["grade_id"]]["checksum"] = meta["checksum"]
     return out

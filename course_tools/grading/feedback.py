@@ -14,6 +14,8 @@ from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from traitlets import Bool, Unicode
 
+from .cells import HIDDEN_BEGIN, HIDDEN_END, nbgrader_meta
+
 HIDDEN_NOTE = "# (hidden tests were run here; their code is not shown)"
 
 
@@ -21,8 +23,8 @@ class HideHiddenTests(Preprocessor):
     """Strip hidden-test regions and traceback context from grade cells before rendering feedback."""
 
     enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
-    begin = Unicode("BEGIN HIDDEN TESTS").tag(config=True)
-    end = Unicode("END HIDDEN TESTS").tag(config=True)
+    begin = Unicode(HIDDEN_BEGIN).tag(config=True)
+    end = Unicode(HIDDEN_END).tag(config=True)
 
     def _strip_source(self, source: str) -> str:
         out: list[str] = []
@@ -39,7 +41,7 @@ class HideHiddenTests(Preprocessor):
         return "\n".join(out)
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int):
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         is_test = bool(meta.get("grade")) and not bool(meta.get("solution"))
         if cell.get("cell_type") != "code" or not is_test:
             return cell, resources

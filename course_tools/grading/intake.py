@@ -26,6 +26,8 @@ from pathlib import Path
 
 import nbformat
 
+from .cells import grade_id, nbgrader_meta
+
 MAX_NOTEBOOK_BYTES = 100 * 1024 * 1024
 SKIP_PARTS = {".ipynb_checkpoints", "__pycache__", "__MACOSX"}
 
@@ -143,7 +145,7 @@ def review_notes(nb: nbformat.NotebookNode) -> list[str]:
     """Suspicious constructs in the student's own cells (not the locked ones), with where they are."""
     notes: list[str] = []
     for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
             continue
         where = meta.get("grade_id") or f"cell {cell.get('id')}"
@@ -184,7 +186,7 @@ def compare_with_source(nb: nbformat.NotebookNode, name: str, source: dict[str, 
     issues = []
     seen: dict[str, int] = {}
     for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        gid = grade_id(cell)
         if gid not in source:
             continue
         seen[gid] = seen.get(gid, 0) + 1
@@ -213,7 +215,7 @@ def dedupe_grade_ids(nb: nbformat.NotebookNode, name: str) -> list[str]:
     `nbgrader` entry behind that makes add_missing_cells fail with KeyError.)"""
     counts: dict[str, int] = {}
     for cell in reversed(nb.cells):
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        gid = grade_id(cell)
         if gid is None:
             continue
         counts[gid] = counts.get(gid, 0) + 1

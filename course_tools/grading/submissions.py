@@ -12,20 +12,9 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-
-
-def grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
-def is_solution(cell: NotebookNode) -> bool:
-    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
-
-
-def is_test(cell: NotebookNode) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return bool(meta.get("grade")) and not bool(meta.get("solution"))
+from .cells import SOLUTION_BEGIN as BEGIN
+from .cells import SOLUTION_END as END
+from .cells import grade_id, is_solution
 
 
 def solution_answers(source_nb: NotebookNode) -> dict[str, str]:

@@ -19,7 +19,8 @@ from assignments.ps01_attacks import ATTACKS
 from assignments.ps01_mistakes import MISTAKES
 from nbformat import NotebookNode
 
-from course_tools.grading.submissions import fill, grade_id
+from course_tools.grading.cells import grade_id
+from course_tools.grading.submissions import fill
 
 NB = "ps01_backprop"
 TESTS = [
