@@ -36,7 +36,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import REPO
+from ..paths import REPO, VENV_BIN
 
 NOBODY = 65534
 GiB = 1 << 30
@@ -142,7 +142,7 @@ def symlinked_system_paths() -> list[tuple[str, str]]:
 def kernel_environment(home: str = "/tmp/home") -> dict[str, str]:
     """The whole environment a sandboxed kernel sees: nothing is inherited from the grader."""
     return {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
         "IPYTHONDIR": f"{home}/.ipython",
         "MPLCONFIGDIR": f"{home}/.matplotlib",
