@@ -708,3 +708,64 @@ def test_the_default_limits():
     limits = sandbox.Limits()
     assert limits.memory_bytes == 4 * sandbox.GiB and limits.cpu_seconds == 900
     assert limits.max_processes == 512 and limits.tmp_bytes == limits.max_file_bytes == 256 * sandbox.MiB
+
+
+# ------------------------------------------------------------------------- the forbidden-call watch (in process)
+
+
+def test_the_watch_blocks_a_builtin_and_its_aliases_then_puts_everything_back():
+    import torch
+    import torch.nn.functional as F
+
+    from course_tools.grading.kernel.link import ForbiddenCall, _Watch
+
+    original = F.cross_entropy
+    namespace = {"ce": F.cross_entropy, "softmax": torch.softmax, "__ce__": F.cross_entropy}
+    logits, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    watch = _Watch(namespace, ["torch.nn.functional.cross_entropy", "torch.no.such.thing"])
+    with pytest.raises(ForbiddenCall, match="must not call torch.nn.functional.cross_entropy"), watch:
+        assert namespace["softmax"] is torch.softmax, "other names are left alone"
+        assert namespace["__ce__"] is original, "dunder names are not rebound"
+        namespace["ce"](logits, y)  # an alias bound before the call
+    with pytest.raises(ForbiddenCall), _Watch({}, ["torch.nn.functional.cross_entropy"]) as second:
+        F.cross_entropy(logits, y)
+    assert watch.hits == ["torch.nn.functional.cross_entropy"] == second.hits
+    assert F.cross_entropy is original and namespace["ce"] is original, "restored after a failed call"
+    assert issubclass(ForbiddenCall, AssertionError), "a blocked call fails the check like an assert"
+
+
+def test_the_watch_records_aten_ops_and_blocks_autograd_under_any_name():
+    import torch
+
+    from course_tools.grading.kernel.link import ForbiddenCall, _Watch
+
+    x = torch.randn(3, requires_grad=True)
+    with _Watch({}, ["torch.autograd.grad"]) as watch:
+        (x * 2).sum()
+        with pytest.raises(ForbiddenCall, match="autograd"):
+            (x * 2).sum().backward()  # Tensor.backward reaches the same engine
+    assert "autograd" in watch.hits
+    assert {"aten.mul", "aten.sum"} <= watch.ops
+    (x * 2).sum().backward()  # the engine is back
+    assert torch.equal(x.grad, torch.full((3,), 2.0))
+    with _Watch({}, []) as idle:
+        (x * 2).sum()
+    assert idle.ops == set() and idle.hits == [], "no targets: nothing is patched or recorded"
+
+
+def test_what_comes_back_from_a_call_is_chosen_one_level_deep():
+    import torch
+
+    from course_tools.grading.kernel.link import functions, grad_holders
+
+    leaf = torch.zeros(2, requires_grad=True)
+    layer = torch.nn.Linear(2, 1)
+    plain, derived = torch.zeros(2), leaf * 2
+
+    def helper():
+        return 1
+
+    held = grad_holders([leaf, plain, derived, [layer], {"w": leaf}, [[leaf]]])
+    assert [id(t) for t in held] == [id(leaf), *map(id, layer.parameters()), id(leaf)]
+    assert functions([helper, len, [helper], {"f": helper}, [[helper]], lambda: 0])[:3] == [helper] * 3
+    assert len(functions([helper, len, [helper], {"f": helper}, [[helper]]])) == 3
