@@ -159,7 +159,12 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     summary = autograde(course, args.assignment, opts)
     done = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "nothing to do"
     per = summary.per_submission
-    mean = f", {sum(per) / len(per):.1f} s per submission" if per else ""
+    own = summary.notebook_seconds
+    mean = (
+        f", {sum(per) / len(per):.1f} s per submission ({sum(own) / len(own):.1f} s of it running the notebook)"
+        if per
+        else ""
+    )
     print(f"{args.assignment}: {done}; {summary.skipped} unchanged skipped; {summary.seconds:.0f} s{mean}")
     if summary.workers_lost:
         print(f"{summary.workers_lost} submission(s) were graded again after their worker was lost")

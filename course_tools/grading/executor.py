@@ -53,7 +53,8 @@ class Summary:
     assignment: str
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    per_submission: list[float] = field(default_factory=list)
+    per_submission: list[float] = field(default_factory=list)  # seconds a worker spent on each submission
+    notebook_seconds: list[float] = field(default_factory=list)  # of which running its cells and checks
     skipped: int = 0
     workers_lost: int = 0  # submissions whose first worker died; each was graded again elsewhere
 
@@ -159,6 +160,7 @@ def autograde(course: Course, assignment: str, opts: RunOptions) -> Summary:
             record(result.student, _take_result(course, writer, result, staged_of[result.student]))
             if result.ok:
                 summary.per_submission.append(result.seconds)
+                summary.notebook_seconds.append(float(result.report.get("cells_seconds", 0.0)))
             summary.workers_lost += int(result.attempts > 1)
             bar.update(1)
             bar.set_postfix_str(", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())))

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -166,12 +167,15 @@ class GuardedExecute(CheckedExecute):
             self.extra_arguments = [*self.extra_arguments, "--HistoryManager.enabled=False"]
         self._output_bytes: dict[int, int] = {}
         self._events: dict[str, list] = {"crashes": [], "truncated": [], "timeouts": [], "memory": []}
+        # Where the time went: starting kernels (a fork when warm) and running the cells with their checks.
+        self._timing = {"kernel_start_seconds": 0.0, "cells_seconds": 0.0}
         self.checker = Checker(self._run_in_kernel)
         self.verdicts = {}
         try:
             self._run_cells(nb, resources)
         finally:
-            report = {**self._events, "verdicts": self.verdicts, "calls": self.checker.calls}
+            timing = {k: round(v, 3) for k, v in self._timing.items()}
+            report = {**self._events, "verdicts": self.verdicts, "calls": self.checker.calls, **timing}
             if self.report_path:
                 Path(self.report_path).write_text(json.dumps(report, indent=1))
         self.set_widgets_metadata()
@@ -185,6 +189,7 @@ class GuardedExecute(CheckedExecute):
                 self._replay(cells, replay)
                 while index < len(cells):
                     cell = cells[index]
+                    started = time.monotonic()
                     try:
                         self.preprocess_cell(cell, resources, index)
                     except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as exc:
@@ -192,6 +197,8 @@ class GuardedExecute(CheckedExecute):
                         index += 1
                         restarts += 1
                         break
+                    finally:
+                        self._timing["cells_seconds"] += time.monotonic() - started
                     if cell.cell_type == "code" and not is_test_cell(cell):
                         replay.append(index)
                     index += 1
@@ -206,11 +213,13 @@ class GuardedExecute(CheckedExecute):
         """A fresh kernel (sandboxed if configured) with its own socket directory."""
         self.km, self.kc = None, None
         self._runtime = Path(tempfile.mkdtemp(prefix="cg-", dir=self.runtime_root or None))
+        started = time.monotonic()
         try:
             self.km = self.create_kernel_manager()
             with self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
+                self._timing["kernel_start_seconds"] += time.monotonic() - started
                 yield
         finally:
             shutil.rmtree(self._runtime, ignore_errors=True)
