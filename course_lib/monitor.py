@@ -207,7 +207,9 @@ class GradientMonitor(Callback):
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending = StepSums(len(infos))
         self._updates = UpdateMeter(self._params)
-        self._warm: tuple[list[torch.Tensor], list[int]] | None = None  # (‖θ‖, versions) after a step
+        # per parameter, taken in backward while its gradient and θ are in cache: (.grad, its
+        # version, θ's version, ‖.grad‖, ‖θ‖), used when both are unchanged at on_after_backward
+        self._hot: list[tuple[torch.Tensor, int, int, float, float] | None] = [None] * len(self._params)
         self._sample_idx: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._step = 0  # steps seen, recorded or not
         self._queue: list[tuple[Plan, np.ndarray, float, bool, int]] = []  # closed, not yet summarised
@@ -242,6 +244,8 @@ class GradientMonitor(Callback):
                 )
         for i, module in enumerate(self._modules):
             self._handles.append(module.register_forward_hook(self._make_forward_hook(i)))
+        for k, param in enumerate(self._params):
+            self._handles.append(param.register_post_accumulate_grad_hook(self._make_accumulated_hook(k)))
         self._handles.append(
             register_optimizer_step_pre_hook(lambda opt, a, kw: self._updates.before_step(opt))
         )
@@ -259,7 +263,7 @@ class GradientMonitor(Callback):
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._warm = None
+        self._hot = [None] * len(self._params)
         self._updates = UpdateMeter(self._params)
         for module in [self.model, *self._modules]:
             if _ATTACHED.get(module) is self:
@@ -434,13 +438,33 @@ class GradientMonitor(Callback):
         if not self.attached:
             raise RuntimeError(f"{self!r} is detached: call attach() or use it inside `with`")
 
-    def _param_norms(self) -> list[torch.Tensor]:
-        """‖θ‖ per parameter: taken right after the last step when unchanged since, else now."""
-        warm, self._warm = self._warm, None
-        if warm is not None and warm[1] == [p._version for p in self._params]:
-            return warm[0]
-        with torch.no_grad():
-            return norms(self._params)
+    def _make_accumulated_hook(self, k: int) -> Callable[[torch.Tensor], None]:
+        def hook(param: torch.Tensor) -> None:
+            """∂L/∂θ has just been written and θ just read by the backward pass: their norms now
+            cost a read from cache rather than from memory after the backward pass."""
+            g = param.grad
+            if not self._active or g is None or not g.is_cpu or g.requires_grad:
+                return  # on an accelerator the fused norms after backward are as cheap
+            gsq, psq = sumsq(g.reshape(-1)), sumsq(param.detach().reshape(-1))
+            self._hot[k] = (g, g._version, param._version, math.sqrt(gsq), math.sqrt(psq))  # type: ignore[arg-type]
+
+        return hook
+
+    def _param_norms(self, hot: list | None = None) -> list[Num]:
+        """‖θ‖ per parameter: taken in the backward pass when unchanged since, else now."""
+        hot = hot or [None] * len(self._params)
+        out: list[Num | None] = [None] * len(self._params)
+        cold = []
+        for k, (p, h) in enumerate(zip(self._params, hot, strict=True)):
+            if h is not None and h[2] == p._version:
+                out[k] = h[4]
+            else:
+                cold.append(k)
+        if cold:
+            with torch.no_grad():
+                for k, v in zip(cold, norms([self._params[k] for k in cold]), strict=True):
+                    out[k] = v
+        return out  # type: ignore[return-value]
 
     def _collect_grads(self) -> None:
         grads = [p.grad for p in self._params]
@@ -453,11 +477,22 @@ class GradientMonitor(Callback):
             )
         if pend.expect_grad and not pend.backward_seen():
             grads = [None] * len(grads)  # a forward pass without backward: .grad is left from before
-        with torch.no_grad():
-            present = [g for g in grads if g is not None]
-            it = iter(norms(present))
-            pend.param_grads = [None if g is None else next(it) for g in grads]
-        pend.norms_before = self._param_norms()
+        hot, self._hot = self._hot, [None] * len(self._params)
+        gn: list[Num | None] = [None] * len(grads)
+        cold = []
+        for k, (g, h) in enumerate(zip(grads, hot, strict=True)):
+            if g is None:
+                continue
+            if h is not None and h[0] is g and h[1] == g._version:
+                gn[k] = h[3]
+            else:
+                cold.append(k)
+        if cold:
+            with torch.no_grad():
+                for k, v in zip(cold, norms([grads[k] for k in cold]), strict=True):  # type: ignore[misc]
+                    gn[k] = v
+        pend.param_grads = gn
+        pend.norms_before = self._param_norms(hot)
 
     def on_after_backward(self, step: int, model: nn.Module) -> None:
         """Gradients are ready: take their norms, and copy the parameters to measure the update."""
@@ -477,8 +512,6 @@ class GradientMonitor(Callback):
         if self._pending.param_grads is None:
             raise RuntimeError("on_step_end() without on_after_backward(): call it after loss.backward()")
         deltas = self._updates.result()
-        with torch.no_grad():  # ‖θ‖ now, while the step has the parameters in cache: next step's ‖θ_old‖
-            self._warm = (norms(self._params), [p._version for p in self._params])
         self._finalize(loss, deltas)
 
     def on_nonfinite_loss(self, step: int, model: nn.Module, loss: float) -> None:
