@@ -1,19 +1,24 @@
-"""The monitor's arithmetic: device-side reductions gathered during a step, and the one
-transfer that turns them into the step's named statistics.
+"""The monitor's arithmetic: reductions gathered during a step, one transfer that packs the
+step into a vector on the host, and the batched NumPy that turns such vectors into named
+statistics.
 
-During a step the hooks only *queue* work: a few 0-d reductions per layer output (Σy,
-‖y‖, a count of saturated outputs, the per-unit maximum of a ReLU) and the norm of the
-gradient that reaches each output, all left on the tensors' device. The parameters' and
-their gradients' norms are taken in one fused call (`torch._foreach_norm`, as
-`clip_grad_norm_` does). When the step ends, `StepSums.summarise` moves everything to the
-CPU in one transfer per device and combines it in float64 NumPy into per-layer,
-per-parameter and per-step values addressed by the names of `monitor_record.LAYER_STATS`,
-`PARAM_STATS` and `STEP_STATS`.
+During a step the hooks gather a few sums per layer output (Σy, Σy², a count of saturated
+outputs, a ReLU's per-unit sums over the batch) and Σ(∂L/∂h)² of the gradient that reaches
+each output; the parameters' and their gradients' norms come from the backward pass (CPU)
+or one fused call (`torch._foreach_norm`, as `clip_grad_norm_` does). On the CPU each value
+is read as a float when it is made (a float32 Σy² is a BLAS dot product, recomputed in
+float64 outside 1e-36..1e36); on an accelerator values stay on the device. `StepSums.pack`
+moves a closed step to the host in one transfer per device as one float64 vector, with the
+`Plan` that reads it (built once per structure of a step: which layers, calls and
+parameters it holds). `Plan.summarise` turns a stack of such vectors, many steps at once,
+into per-layer, per-parameter and per-step values addressed by the names of
+`monitor_record.LAYER_STATS`, `PARAM_STATS` and `STEP_STATS`.
 
 Every per-layer value is a sum (of y, of y², of saturated outputs, of ‖∂L/∂h‖²), so
 several forward calls of one module in a step (a shared layer, a recurrent cell) combine
-exactly by adding. Norms are squared in float64 on the CPU, so a large activation does
-not overflow float32 and a vanishing gradient of 1e-30 does not underflow to zero.
+exactly by adding. Sums of squares over- or underflowing float32 are taken in float64, so a
+large activation does not overflow and a vanishing gradient of 1e-30 does not underflow to
+zero.
 """
 
 from __future__ import annotations
