@@ -192,6 +192,19 @@ def test_a_cell_source_of_the_wrong_type_is_emptied_not_fatal(tmp_path, referenc
     assert cell(nb, "cross_entropy").source == cell(reference, "cross_entropy").source
 
 
+def test_a_notebook_off_the_format_is_graded_anyway_and_said_so(tmp_path, reference):
+    data = json.loads(nbformat.writes(reference))
+    data["cells"][0]["outputs"] = []  # a markdown cell with outputs: not in the schema
+    path = tmp_path / f"{NB}.ipynb"
+    path.write_text(json.dumps(data))
+    nb, issues = read_notebook(path)
+    assert nb is not None and len(nb.cells) == len(data["cells"])
+    assert issues == [
+        f"{NB}.ipynb does not follow the notebook format (Additional properties are not allowed "
+        "('outputs' was unexpected)); graded anyway"
+    ]
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="bug: read_notebook repairs a cell's metadata of the wrong type only after nbformat.reads, "
