@@ -108,6 +108,12 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, list[str]]:
         return None, [f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"]
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         return None, [f"{path.name} is JSON but not a notebook (no list of cells)"]
+    for cell in data["cells"]:  # repaired before nbformat reads it: a list for metadata makes it raise
+        if isinstance(cell, dict):
+            for key, kind, default in (("metadata", dict, {}), ("source", (str, list), "")):
+                if not isinstance(cell.get(key, default), kind):
+                    cell[key] = default
+                    issues.append(f"{path.name}: a cell's {key} had the wrong type and was emptied")
     raw_ids = [c.get("id") for c in data["cells"] if isinstance(c, dict)]
     repeated = len(raw_ids) - len(set(raw_ids)) if all(isinstance(i, str) for i in raw_ids) else 0
     if repeated:  # nbformat renumbers these itself while reading, silently but for a warning
@@ -141,12 +147,21 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, list[str]]:
     return nb, issues
 
 
-def review_notes(nb: nbformat.NotebookNode) -> list[str]:
-    """Suspicious constructs in the student's own cells (not the locked ones), with where they are."""
+def review_notes(nb: nbformat.NotebookNode, locked_ids: set[str] | None = None) -> list[str]:
+    """Suspicious constructs in the student's own cells (not the locked ones), with where they are.
+
+    locked_ids: the grade ids the assignment's source locks (nbgrader puts those cells back).
+    Given, a cell is skipped only when the source locks it, whatever the submission's own
+    metadata claims; without it, the submission's metadata is trusted.
+    """
     notes: list[str] = []
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
-        if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
+        if locked_ids is None:
+            locked = meta.get("locked") and not meta.get("solution")
+        else:
+            locked = meta.get("grade_id") in locked_ids
+        if cell.get("cell_type") != "code" or locked:
             continue
         where = meta.get("grade_id") or f"cell {cell.get('id')}"
         source = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in cell.source.split("\n"))
@@ -250,7 +265,8 @@ def stage_submission(
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     found = 0
-    spare = [p for p in files if p.suffix == ".ipynb" and p.stem not in notebooks]
+    # Any notebook that is not an expected one at the top level may be it: renamed, or in a folder.
+    spare = [p for p in files if p.suffix == ".ipynb" and not (p.parent == submitted and p.stem in notebooks)]
     used: set[Path] = set()
     for name in notebooks:
         path = submitted / f"{name}.ipynb"
@@ -269,12 +285,15 @@ def stage_submission(
         out.issues += compare_with_source(nb, name, (source_cells or {}).get(name, {}))
         out.issues += dedupe_grade_ids(nb, name)
         nbformat.write(nb, target / f"{name}.ipynb")
-        out.review += review_notes(nb)
+        locked_ids = None
+        if source_cells and name in source_cells:
+            locked_ids = {gid for gid, c in source_cells[name].items() if c.get("locked")}
+        out.review += review_notes(nb, locked_ids)
         found += 1
     ignored = []
     for p in files:
         rel = str(p.relative_to(submitted))
-        if p in used or p.suffix == ".ipynb" and p.stem in notebooks:
+        if p in used or p.suffix == ".ipynb" and p.parent == submitted and p.stem in notebooks:
             continue
         if rel == "timestamp.txt":
             shutil.copy2(p, target / rel)
