@@ -251,7 +251,8 @@ class GradientMonitor(Callback):
         for i, module in enumerate(self._modules):
             self._handles.append(module.register_forward_hook(self._make_forward_hook(i)))
         for k, param in enumerate(self._params):
-            self._handles.append(param.register_post_accumulate_grad_hook(self._make_accumulated_hook(k)))
+            if param.numel() >= _HOT_NUMEL:  # a bias is cheaper in the fused call after backward
+                self._handles.append(param.register_post_accumulate_grad_hook(self._make_accumulated_hook(k)))
         self._handles.append(
             register_optimizer_step_pre_hook(lambda opt, a, kw: self._updates.before_step(opt))
         )
@@ -595,6 +596,7 @@ class GradientMonitor(Callback):
             start = stop
 
 
+_HOT_NUMEL = 4096  # parameters this large get their norms in backward, from cache
 _BATCH = 64  # closed steps held before their statistics are computed (reading the record drains them)
 
 
