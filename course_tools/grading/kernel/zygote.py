@@ -9,11 +9,11 @@ JSON line on SOCKET) it forks a *supervisor*, which
 
 1. enters a new user namespace (its own uid mapped to 65534 inside: no root inside, and
    nothing to regain on exec) and new mount, PID, network, IPC and UTS namespaces;
-2. forks the kernel, PID 1 of the new PID namespace, so every process the kernel leaves
-   behind dies with it;
+2. forks an init (PID 1 of the new PID namespace) that forks the kernel (PID 2) and exits
+   with it, so every process the kernel leaves behind dies with it;
 3. relays the grader's signals to the kernel and reports its exit status, then exits.
 
-Before running ipykernel the kernel process replaces what a previous kernel could have
+Before the kernel runs ipykernel, its init and then the kernel replace what a previous kernel could have
 touched: a new /tmp (the home directory lies in it) and /dev/shm, the grading work folder
 covered by an empty one with only this submission's folder bound back (the notebooks in
 it, which hold the hidden tests, covered by /dev/null), its own socket folder, /proc
@@ -115,20 +115,20 @@ def isolate_files(req: dict) -> None:
         if name.endswith(".ipynb") and os.path.isfile(path):
             _mount("/dev/null", path, None, MS_BIND)
     os.makedirs(os.environ.get("HOME", "/tmp/home"), exist_ok=True)
-    cover_proc()
 
 
 PROC_FILES = ("cpuinfo", "meminfo", "stat", "uptime", "loadavg", "filesystems", "mounts")
 
 
 def cover_proc() -> None:
-    """Replace /proc by a few machine-wide files and this process's own entry, as /proc/1 and /proc/self.
+    """Replace /proc by a few machine-wide files and this process's own entry, as /proc/<pid> and /proc/self.
 
     A new PID namespace's /proc cannot be mounted under the sandbox's (bubblewrap covers parts
     of it), and the sandbox's lists the zygote. Libraries read the machine files (torch's
-    cpuinfo, psutil), and ipykernel looks itself up as /proc/<its pid>, which is 1 here.
+    cpuinfo, psutil), and ipykernel looks itself up as /proc/<its pid>.
     """
     own = os.readlink("/proc/self")  # this process's pid in the sandbox's /proc
+    pid = str(os.getpid())  # and in its own namespace
     new = "/tmp/.proc"  # built beside, then moved over /proc (the binds need the old /proc/self/fd)
     os.mkdir(new)
     _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
@@ -136,10 +136,10 @@ def cover_proc() -> None:
         if os.path.exists(f"/proc/{name}"):
             open(f"{new}/{name}", "w").close()
             _mount(f"/proc/{name}", f"{new}/{name}", None, MS_BIND)
-    os.mkdir(f"{new}/1")
-    _mount(f"/proc/{own}", f"{new}/1", None, MS_BIND)
-    os.symlink("1", f"{new}/self")
-    os.symlink("1/task/1", f"{new}/thread-self")
+    os.mkdir(f"{new}/{pid}")
+    _mount(f"/proc/{own}", f"{new}/{pid}", None, MS_BIND)
+    os.symlink(pid, f"{new}/self")
+    os.symlink(f"{pid}/task/{pid}", f"{new}/thread-self")
     _mount(new, "/proc", None, MS_MOVE)
     os.rmdir(new)
 
@@ -163,14 +163,56 @@ def drop_privileges() -> None:
 
 
 def become_kernel(req: dict) -> None:
-    """In the kernel process (PID 1 of its namespace): isolate, drop privileges, run ipykernel."""
-    isolate_files(req)
+    """In the kernel process (PID 2 of its namespace): its /proc, no privileges, then ipykernel."""
+    cover_proc()
     drop_privileges()
     os.chdir(req["workdir"])
     sys.argv = ["ipykernel_launcher", *req["argv"]]
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()
+
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def be_init(req: dict) -> None:
+    """PID 1 of the kernel's namespace: isolate the files, start the kernel, reap, exit with it.
+
+    The kernel is not PID 1 itself, so signals and crashes work on it as on any process
+    (PID 1 ignores signals it has no handler for, its own SIGSEGV included). When the kernel
+    ends, this process exits with its status, and with it every process left in the namespace.
+    """
+    isolate_files(req)
+    kernel = os.fork()
+    if kernel == 0:
+        try:
+            become_kernel(req)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001 - say why on the worker's log, never fall back into init
+            traceback.print_exc()
+            os._exit(70)
+    for signum in FORWARDED:
+        signal.signal(signum, lambda s, _frame: _forward(kernel, s))
+    drop_privileges()
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == kernel:
+            os._exit(
+                os.waitstatus_to_exitcode(status) & 0xFF
+                if os.WIFEXITED(status)
+                else 128 + os.WTERMSIG(status)
+            )
+
+
+def _forward(pid: int, signum: int) -> None:
+    with _ignore_missing():
+        os.kill(pid, signum)
 
 
 def supervise(conn: socket.socket, req: dict) -> None:
@@ -185,11 +227,10 @@ def supervise(conn: socket.socket, req: dict) -> None:
     if kernel == 0:
         conn.close()
         try:
-            become_kernel(req)
-            os._exit(0)
+            be_init(req)
         except BaseException:  # noqa: BLE001 - say why on the worker's log, never fall back into the zygote
             traceback.print_exc()
-            os._exit(70)
+        os._exit(70)
     conn.sendall((json.dumps({"started": True}) + "\n").encode())
     buffer = b""
     while True:
