@@ -53,12 +53,16 @@ BETRAYING_OPS: dict[str, tuple[str, ...]] = {
     "torch.linalg.svd": ("aten._linalg_svd",),
     "torch.linalg.eigvals": ("aten.linalg_eig",),
     "torch.optim.Adam": ("aten._fused_adam_", "aten._foreach_addcdiv_"),
+    "torch.nn.functional.conv1d": ("aten.convolution", "aten._convolution"),
+    "torch.conv1d": ("aten.convolution", "aten._convolution"),
+    "torch.nn.functional.conv_transpose1d": ("aten.convolution", "aten._convolution"),
+    "torch.conv_transpose1d": ("aten.convolution", "aten._convolution"),
 }
 
 
 def _betrayed(target: str, ops: set[str]) -> bool:
-    if target in AUTOGRAD_TARGETS:
-        return any(op.endswith("_backward") or op.endswith("_backward_data") for op in ops)
+    if target in AUTOGRAD_TARGETS:  # reverse mode runs *_backward ops (forward mode is caught by name only)
+        return any(op.endswith(("_backward", "_backward_data")) for op in ops)
     return any(op in ops for op in BETRAYING_OPS.get(target, ()))
 
 
