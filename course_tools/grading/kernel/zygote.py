@@ -16,7 +16,7 @@ JSON line on SOCKET) it forks a *supervisor*, which
 Before the kernel runs ipykernel, its init and then the kernel replace what a previous kernel could have
 touched: a new /tmp (the home directory lies in it) and /dev/shm, the grading work folder
 covered by an empty one with only this submission's folder bound back (the notebooks in
-it, which hold the hidden tests, covered by /dev/null), its own socket folder, /proc
+it, which hold the hidden tests, covered by a file no one may read), its own socket folder, /proc
 covered (a new PID namespace's /proc cannot be mounted under the sandbox's, and the
 kernel needs none), no more user namespaces, all capabilities dropped, no_new_privs.
 Module state, variables and environment are the zygote's untouched copy (fork), which
@@ -110,10 +110,14 @@ def isolate_files(req: dict) -> None:
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
         os.close(fd)
+    closed = "/tmp/.closed"  # a file no one may read (mode 000, and the kernel keeps no capability)
+    os.close(os.open(closed, os.O_CREAT | os.O_WRONLY, 0))
+    os.chmod(closed, 0)
     for name in os.listdir(workdir):
         path = os.path.join(workdir, name)
         if name.endswith(".ipynb") and os.path.isfile(path):
-            _mount("/dev/null", path, None, MS_BIND)
+            _mount(closed, path, None, MS_BIND)
+    os.unlink(closed)
     os.makedirs(os.environ.get("HOME", "/tmp/home"), exist_ok=True)
 
 
