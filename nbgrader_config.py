@@ -21,26 +21,9 @@ c.Execute.interrupt_on_timeout = True
 
 # Scores come from the checker outside the student's kernel (course_tools.grading.checked_execute):
 # every test cell also runs in the grader's process, where the student's functions are proxies.
-from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties,
-    CheckCellMetadata,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-)
+from course_tools.grading.checked_execute import autograde_preprocessors  # noqa: E402
 
-from course_tools.grading.checked_execute import CheckedExecute  # noqa: E402
-
-c.Autograde.autograde_preprocessors = [
-    CheckedExecute,
-    IgnorePattern,
-    ClearMetadataPreprocessor,
-    LimitOutput,
-    SaveAutoGrades,
-    AssignLatePenalties,
-    CheckCellMetadata,
-]
+c.Autograde.autograde_preprocessors = autograde_preprocessors()  # nbgrader's, with CheckedExecute
 
 # A student who deletes a test cell must not leave that part ungraded.
 c.OverwriteCells.add_missing_cells = True

@@ -100,3 +100,25 @@ def _verdict_outputs(outputs: list, passed: bool, ename: str, message: str) -> l
     evalue = message if kind == ename else f"{ename}: {message}"
     kept.append(new_output("error", ename=kind, evalue=evalue, traceback=[f"{kind}: {evalue}"]))
     return kept
+
+
+def autograde_preprocessors(execute: type = CheckedExecute) -> list[type]:
+    """nbgrader's autograde steps with `execute` in place of its Execute (the course config's and the worker's)."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
+
+    return [
+        execute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]

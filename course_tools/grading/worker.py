@@ -24,21 +24,14 @@ import time
 import traceback
 from pathlib import Path
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.api import Gradebook
 from nbgrader.converters import Autograde
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-)
 from nbgrader.utils import capture_log
 from traitlets.config import Config
 
 from ..paths import env_with_venv
+from .checked_execute import autograde_preprocessors
 from .course import course_config
 from .guarded_execute import GuardedExecute
 from .records import GradeJob, GradeResult
@@ -51,15 +44,7 @@ def job_config(job: GradeJob, jobdir: Path) -> Config:
     over.CourseDirectory.root = str(jobdir)
     over.CourseDirectory.db_url = f"sqlite:///{jobdir / 'gradebook.db'}"
     over.CourseDirectory.course_id = job.course_id
-    over.Autograde.autograde_preprocessors = [
-        GuardedExecute,
-        IgnorePattern,
-        ClearMetadataPreprocessor,
-        LimitOutput,
-        SaveAutoGrades,
-        AssignLatePenalties,
-        CheckCellMetadata,
-    ]
+    over.Autograde.autograde_preprocessors = autograde_preprocessors(GuardedExecute)
     over.OverwriteCells.add_missing_cells = True
     over.Execute.timeout = int(job.cell_timeout)
     over.Execute.startup_timeout = 120
