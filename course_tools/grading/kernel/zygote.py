@@ -94,7 +94,7 @@ def enter_namespaces() -> None:
 
 
 def isolate_files(req: dict) -> None:
-    """Fresh /tmp, /dev/shm and home; only this submission's folder of the work root; no /proc."""
+    """Fresh /tmp, /dev/shm and home; only this submission's folder of the work root (its notebooks closed)."""
     workdir, runtime, work_root = req["workdir"], req["runtime_dir"], req["work_root"]
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     keep_work = os.open(workdir, os.O_PATH)
