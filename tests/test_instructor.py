@@ -19,7 +19,7 @@ import pytest
 from assignments.ps01_mistakes import MISTAKES
 from robustness.harness import ASSIGNMENT, REPO, instructor, make_course, scores
 
-from course_tools.grading import build_parser, main
+from course_tools.grading.cli import build_parser, main
 from course_tools.grading.course import Course
 from course_tools.grading.submissions import fill, solution_answers
 
