@@ -128,6 +128,9 @@ class KernelParent:
             "runtime_dir": str(runtime_dir),
             "work_root": str(self.work_root),
             "tmp_bytes": self.limits.tmp_bytes,
+            # what the sandbox shows read-only under /tmp (a checkout or venv there): the kernel's
+            # fresh /tmp must show it too
+            "keep_readonly": [str(p) for p in sandbox.readonly_paths() if Path("/tmp") in p.parents],
         }
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

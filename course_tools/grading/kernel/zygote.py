@@ -37,6 +37,7 @@ import traceback
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
 CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
 MS_BIND, MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_MOVE = 4096, 0x4000, 1 << 18, 2, 4, 8192
+MS_RDONLY, MS_REMOUNT = 1, 32
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 4, 38, 24
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 INSIDE_ID = 65534  # the kernel's uid and gid inside its user namespace: never 0
@@ -99,6 +100,7 @@ def isolate_files(req: dict) -> None:
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     keep_work = os.open(workdir, os.O_PATH)
     keep_runtime = os.open(runtime, os.O_PATH)
+    keep_readonly = [(path, os.open(path, os.O_PATH)) for path in req.get("keep_readonly", [])]
     with open("/proc/sys/user/max_user_namespaces", "w") as f:  # the kernel cannot nest another sandbox
         f.write("0")
     tmp_opts = f"size={int(req.get('tmp_bytes', 256 << 20))},mode=1777"
@@ -106,6 +108,11 @@ def isolate_files(req: dict) -> None:
     _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
     if os.path.isdir(work_root):  # (a work root under /tmp is gone already)
         _mount("tmpfs", work_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for path, fd in keep_readonly:  # the Python installation or checkout, when it lies under /tmp
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     for path, fd in ((workdir, keep_work), (runtime, keep_runtime)):
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
