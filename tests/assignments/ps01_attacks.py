@@ -10,6 +10,7 @@ pipeline test (tests/test_grading_pipeline.py) proves that each earns 0 on its p
 from __future__ import annotations
 
 from assignments.catalog import Attack
+from assignments.ps01_mistakes import MISTAKES
 
 ASSIGNMENT = "ps01_backprop"
 
@@ -19,17 +20,10 @@ def cross_entropy_grad(logits, y):
     return torch.softmax(logits, dim=1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)
 '''
 
-WRONG_CONV = '''
-def conv1d_backward(x, w, dy):
-    """Convolution gradients with every kernel position's input gradient added without its offset."""
-    K, T = w.shape[2], dy.shape[2]
-    dx = torch.zeros_like(x)
-    dw = torch.empty_like(w)
-    for k in range(K):
-        dw[:, :, k] = torch.einsum("not,nct->oc", dy, x[:, :, k : k + T])
-        dx[:, :, :T] += torch.einsum("not,oc->nct", dy, w[:, :, k])
-    return {"x": dx, "w": dw, "b": dy.sum(dim=(0, 2))}
-'''
+# The catalogue's wrong answer, so an attack that earned points would show as a lost point, not a pass.
+WRONG_CONV = "\n" + next(
+    m.source for m in MISTAKES if (m.part, m.name) == ("conv1d_backward", "input_gradient_without_offset")
+)
 
 ATTACKS: list[Attack] = [
     Attack(
