@@ -4,7 +4,7 @@
     python -m course_tools.grading collect   ASSIGNMENT [--zip FILE ...] [--pattern REGEX]
     python -m course_tools.grading autograde ASSIGNMENT [--jobs N] [--student S ...] [--force]
     python -m course_tools.grading feedback  ASSIGNMENT [--student S ...] [--release]
-    python -m course_tools.grading export    [--to grades.csv]
+    python -m course_tools.grading export    [--to FILE] [--format plain|canvas|moodle|blackboard] [--assignment A]
     python -m course_tools.grading status    [ASSIGNMENT] [--problems] [--json]
 
 Run it in a course directory (one holding nbgrader_config.py), or pass --course.
@@ -18,11 +18,11 @@ assignment and a total.
 from __future__ import annotations
 
 import argparse
-import csv
+import difflib
 import json
 import os
 import re
-import shutil
+import shlex
 import sys
 import zipfile
 from pathlib import Path
@@ -35,29 +35,106 @@ from .executor import RunOptions, autograde
 from .sandbox import GiB, unavailable_reason
 from .status import StatusStore, format_table
 
-# Canvas names downloads <login>_[LATE_]<user id>_<submission id>_<your file name>[-<n>].ipynb
-DEFAULT_PATTERN = r".*/(?P<student_id>[^/_]+)_(?:LATE_)?\d+_\d+_(?P<file_id>[^/]+?)(?:-\d+)?\.ipynb$"
+
+def invoked_as(args: argparse.Namespace | None = None) -> str:
+    """This tool's command line as the instructor ran it, for the hints it prints.
+
+    `python3 <repo>/dev.py grade` when dev.py started it (its parent process), else this Python's
+    full path with `-m course_tools.grading` (works outside the venv too); `--course DIR` when given.
+    COURSE_TOOLS_GRADE_PROG overrides it.
+    """
+    prog = os.environ.get("COURSE_TOOLS_GRADE_PROG", "")
+    if not prog:
+        try:
+            parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            parent = []
+        for i, word in enumerate(parent):
+            if word.endswith("dev.py") and parent[i + 1 : i + 2] == ["grade"]:
+                prog = f"python3 {shlex.quote(str(Path(word).resolve()))} grade"
+        prog = prog or f"{shlex.quote(sys.executable)} -m course_tools.grading"
+    course = getattr(args, "course", ".") if args is not None else "."
+    return prog if course == "." else f"{prog} --course {shlex.quote(str(course))}"
 
 
-def load_course(args: argparse.Namespace) -> Course:
-    """Read the course directory's nbgrader_config.py; command-line options win."""
-    return Course.load(
-        Path(args.course), db_url=args.db_url, course_id=args.course_id, exchange=args.exchange
+def check_course_dir(root: Path) -> None:
+    """Exit, having done nothing, unless `root` is a course directory (holds nbgrader_config.py)."""
+    if not root.is_dir():
+        sys.exit(f"no such directory: {root} (--course)")
+    if (root / "nbgrader_config.py").is_file():
+        return
+    parent = next((p for p in root.parents if (p / "nbgrader_config.py").is_file()), None)
+    todo = (
+        f"The course directory is {parent}: run there, or pass --course {parent}."
+        if parent
+        else "Run it in a course directory (one holding nbgrader_config.py), or pass --course DIR."
+    )
+    sys.exit(f"{root} is not a course directory (it has no nbgrader_config.py), so nothing was done. {todo}")
+
+
+def check_released(course: Course, assignment: str, args: argparse.Namespace) -> None:
+    """Exit, having done nothing, unless `assignment` was released (in the gradebook or release folder)."""
+    release = course.root / course.release_directory
+    folders = [p.name for p in release.iterdir() if p.is_dir()] if release.is_dir() else []
+    known = sorted(set(released_assignments(course)) | set(folders))
+    if assignment in known:
+        return
+    close = difflib.get_close_matches(assignment, known, n=1)
+    source = course.root / course.source_directory
+    todo = (
+        f"Did you mean {close[0]}?"
+        if close
+        else f"Release it first: {invoked_as(args)} release {assignment}"
+        if (source / assignment).is_dir()
+        else f"There is no {assignment} in {source} either."
+    )
+    sys.exit(
+        f"{assignment} was never released in {course.root}, so nothing was done. {todo} "
+        f"(released: {', '.join(known) or 'none'})"
     )
 
 
-def nbgrader(course: Course, *args: str, progress: str | None = None, total: int = 0) -> str:
-    """Run `nbgrader ARGS` in the course; a progress bar counts the notebooks it converts."""
+def load_course(args: argparse.Namespace) -> Course:
+    """Read the course directory's nbgrader_config.py; command-line options win.
+
+    Every command starts here, so every command refuses, before it creates or deletes anything, to
+    run outside a course directory (a subfolder of one too: nbgrader would make a stray gradebook
+    there) or, all but `release`, on an assignment that was never released.
+    """
+    root = Path(args.course).resolve()
+    check_course_dir(root)
+    course = Course.load(root, db_url=args.db_url, course_id=args.course_id, exchange=args.exchange)
+    assignment = getattr(args, "assignment", None)
+    if assignment and args.command != "release":
+        check_released(course, assignment, args)
+    return course
+
+
+def nbgrader(
+    course: Course,
+    *args: str,
+    progress: str | None = None,
+    total: int = 0,
+    counts: str = "Converting notebook",
+) -> str:
+    """Run `nbgrader ARGS` in the course; a progress bar counts its output lines that contain `counts`.
+
+    One kind of line per notebook (counting "Writing ... .html" as well counted feedback twice); at
+    the end the bar's total is what was counted, so it never ends at "5 of 6" or "10 of 5".
+    """
     with tqdm(total=total or None, desc=progress, unit="nb", disable=progress is None) as bar:
 
         def count(line: str) -> None:
-            if "Converting notebook" in line or "Writing" in line and ".html" in line:
+            if counts in line:
                 bar.update(1)
 
         try:
-            return course.run(*args, on_line=count)
+            out = course.run(*args, on_line=count)
         except NbgraderError as exc:
             sys.exit(str(exc)[-3000:])
+        bar.total = bar.n
+        bar.refresh()
+        return out
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -77,13 +154,15 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_zip_args(zips: list[str], pattern: str) -> re.Pattern:
+def check_zip_args(zips: list[str], pattern: str | None) -> re.Pattern | None:
     """Fail with a clear message, before anything is copied, on a missing zip or a bad pattern."""
     for z in zips:
         if not Path(z).is_file():
             sys.exit(f"no such file: {z}")
         if not zipfile.is_zipfile(z):
             sys.exit(f"not a zip archive: {z}")
+    if pattern is None:
+        return None
     try:
         regex = re.compile(pattern)
     except re.error as exc:
@@ -94,42 +173,116 @@ def check_zip_args(zips: list[str], pattern: str) -> re.Pattern:
     return regex
 
 
+def assignment_notebooks(course: Course, assignment: str) -> list[str]:
+    """The assignment's notebook file names: its release folder's, else the gradebook's."""
+    names = sorted(p.name for p in (course.root / course.release_directory / assignment).glob("*.ipynb"))
+    if names or not released_assignments(course):
+        return names
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url, course.course_id) as gb:
+        return sorted(f"{nb.name}.ipynb" for nb in gb.find_assignment(assignment).notebooks)
+
+
+def _print_list(title: str, lines: list[str], limit: int = 30) -> None:
+    if lines:
+        print(title)
+        print(
+            "  "
+            + "\n  ".join(lines[:limit])
+            + (f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else "")
+        )
+
+
+def collect_zip(course: Course, a: str, args: argparse.Namespace) -> list[str]:
+    """`collect --zip`: read and check the whole download, then unpack it (course_tools.grading.lms_collect)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from . import lms_collect
+
+    if args.pattern and args.lms:
+        sys.exit("give --lms or --pattern, not both (--pattern is for a layout none of the LMSs uses)")
+    regex = check_zip_args(args.zip, args.pattern)
+    lms = args.lms or "canvas"
+    notebooks = assignment_notebooks(course, a)
+    if not notebooks:
+        sys.exit(f"{a} has no notebooks in {course.root / course.release_directory / a}: release it again")
+    duedate = None
+    if released_assignments(course):
+        with Gradebook(course.db_url, course.course_id) as gb:
+            try:
+                duedate = gb.find_assignment(a).duedate
+            except MissingEntry:
+                pass
+    zips = [Path(z) for z in args.zip]
+    try:
+        result = lms_collect.plan(lms, zips, notebooks, pattern=regex, duedate=duedate)
+    except lms_collect.CollectError as exc:
+        sys.exit(str(exc))
+    collected = lms_collect.apply(result, course.root, course.root / course.submitted_directory, a)
+    with Gradebook(course.db_url, course.course_id) as gb:  # names, so that exports carry them
+        for sid in collected:
+            e = result.entries[sid]
+            try:
+                st = gb.find_student(sid)
+                if st.first_name or st.last_name or not e.name:
+                    continue
+            except MissingEntry:
+                pass
+            first, last = ("", e.name) if e.lms == "canvas" else lms_collect.split_name(e.name)
+            gb.update_or_create_student(sid, first_name=first or None, last_name=last or None)
+    layout = f"--pattern {args.pattern}" if regex else f"{lms}'s layout"
+    print(
+        f"collected {len(collected)} submission(s) of {a} from {', '.join(z.name for z in zips)} ({layout}):"
+    )
+    rows = [result.entries[s] for s in collected]
+    _print_list(
+        "",
+        [
+            f"{e.student_id:<14} {e.name or '':<24} {'late' if e.late else '':<5} {', '.join(e.files)}"
+            for e in rows
+        ],
+        limit=10**6,
+    )
+    by_reason: dict[str, list[str]] = {}
+    for sid, e in result.entries.items():
+        for item in e.ignored:
+            member, _, reason = item.rpartition(": ")
+            by_reason.setdefault(reason, []).append(f"{sid} ({e.name or e.lms_user_id}): {member}")
+    for reason, lines in sorted(by_reason.items()):
+        _print_list(f"ignored, {reason}:", lines)
+    _print_list(
+        f"{len(result.unmatched)} file(s) did not match {layout} and were not collected:", result.unmatched
+    )
+    for note in result.notes:
+        print(note)
+    return collected
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     course = load_course(args)
     a = args.assignment
     if not args.zip:
+        if args.pattern or args.lms:
+            sys.exit(
+                "--lms and --pattern describe a --zip download; without --zip collect reads the exchange"
+            )
         nbgrader(course, "collect", a, "--update")
+        new = ""
     else:
-        regex = check_zip_args(args.zip, args.pattern)
-        downloaded = course.root / "downloaded" / a
-        for folder in ("archive", "extracted"):  # this download only: earlier ones were collected
-            shutil.rmtree(downloaded / folder, ignore_errors=True)
-        (downloaded / "archive").mkdir(parents=True)
-        for z in args.zip:
-            shutil.copy2(z, downloaded / "archive" / Path(z).name)
-        names = [
-            str(downloaded / "extracted" / Path(z).stem / n)  # where zip_collect will unpack it
-            for z in args.zip
-            for n in zipfile.ZipFile(z).namelist()
-            if n.endswith(".ipynb")
-        ]
-        matched = [n for n in names if regex.match(n)]
-        nbgrader(
-            course, "zip_collect", a, "--force", f"--FileNameCollectorPlugin.named_regexp={args.pattern}"
-        )
-        unmatched = sorted(set(names) - set(matched))
-        if unmatched:
-            print(f"{len(unmatched)} notebook(s) did not match --pattern and were not collected:")
-            print("  " + "\n  ".join(str(Path(n).relative_to(downloaded)) for n in unmatched[:20]))
+        new = f" ({len(collect_zip(course, a, args))} from this download)"
     submitted = course.root / course.submitted_directory
     students = sorted(p.name for p in submitted.iterdir() if (p / a).is_dir()) if submitted.is_dir() else []
-    print(f"{len(students)} submission(s) of {a} in {submitted}")
+    print(f"{len(students)} submission(s) of {a} in {submitted}{new}")
     return 0
 
 
 def released_assignments(course: Course) -> list[str]:
+    """The gradebook's assignments (none, and no gradebook file created, when there is no SQLite file)."""
     from nbgrader.api import Gradebook
 
+    if course.db_url.startswith("sqlite:///") and not Path(course.db_url[len("sqlite:///") :]).exists():
+        return []
     with Gradebook(course.db_url, course.course_id) as gb:
         return sorted(a.name for a in gb.assignments)
 
@@ -168,7 +321,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     print(f"{args.assignment}: {done}; {summary.skipped} unchanged skipped; {summary.seconds:.0f} s{mean}")
     if summary.workers_lost:
         print(f"{summary.workers_lost} submission(s) were graded again after their worker was lost")
-    print(f"details: python -m course_tools.grading status {args.assignment} --problems")
+    print_summary(course, args)
+    print(f"details: {invoked_as(args)} status {args.assignment} --problems")
     return 1 if summary.failed else 0
 
 
@@ -217,29 +371,44 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nbgrader.api import Gradebook, MissingEntry
+    from .export import ExportError, export
 
     course = load_course(args)
-    out = Path(args.to)
-    with Gradebook(course.db_url, course.course_id) as gb:
-        assignments = sorted(gb.assignments, key=lambda a: (a.duedate is None, a.duedate, a.name))
-        names = [a.name for a in assignments]
-        with open(out, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["student_id", "last_name", "first_name", "email", *names, "total"])
-            for st in sorted(gb.students, key=lambda s: s.id):
-                scores = []
-                for a in names:
-                    try:
-                        scores.append(gb.find_submission(a, st.id).score)
-                    except MissingEntry:
-                        scores.append(0.0)
-                w.writerow(
-                    [st.id, st.last_name or "", st.first_name or "", st.email or "", *scores, sum(scores)]
-                )
-        maxima = ", ".join(f"{a.name} {a.max_score:g}" for a in assignments)
-        n_students = len(gb.students)
-    print(f"wrote {out}: {n_students} student(s); maximum scores: {maxima}")
+    try:
+        result = export(
+            course,
+            fmt=args.format,
+            assignment=args.assignment,
+            to=Path(args.to) if args.to else None,
+            lms_id=args.lms_id or "",
+            lms_name=args.lms_name or "",
+        )
+    except ExportError as exc:
+        sys.exit(str(exc))
+    print("\n".join(result.lines))
+    return 0
+
+
+def print_summary(course: Course, args: argparse.Namespace) -> None:
+    """The class summary at the end of autograde; grading is done, so a failure here only warns."""
+    from .summary import format_report, summarise
+
+    try:
+        print("\n" + format_report(summarise(course, args.assignment), prog=invoked_as(args)) + "\n")
+    except Exception as exc:  # never turn a finished grading run into a crash
+        print(f"(no summary: {type(exc).__name__}: {exc}; try `{invoked_as(args)} summary {args.assignment}`)")
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """What an instructor reads first: per-part results, failures, copies, what is stale."""
+    from .summary import format_report, summarise
+
+    course = load_course(args)
+    report = summarise(course, args.assignment)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        print(format_report(report, prog=invoked_as(args)))
     return 0
 
 
@@ -284,12 +453,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", parents=[common], help="collect submissions (exchange or LMS zip)")
     p.add_argument("assignment")
     p.add_argument(
-        "--zip", nargs="+", metavar="FILE", help="LMS download(s) to unpack with nbgrader zip_collect"
+        "--zip",
+        nargs="+",
+        metavar="FILE",
+        help='LMS download(s) ("download all submissions"): checked whole, then unpacked into submitted/',
+    )
+    p.add_argument(
+        "--lms",
+        choices=("canvas", "moodle", "blackboard"),
+        help="the LMS the zip comes from, which names its files its own way (default canvas)",
     )
     p.add_argument(
         "--pattern",
-        default=DEFAULT_PATTERN,
-        help="regex on each file's path with groups student_id and file_id (default: Canvas's names)",
+        help="instead of --lms, for another layout: regex on '<zip name without .zip>/<path in the zip>' "
+        "with named groups student_id and file_id (the notebook's name without .ipynb)",
     )
     p.set_defaults(func=cmd_collect)
 
@@ -317,8 +494,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", action="store_true", help="also release it through the exchange")
     p.set_defaults(func=cmd_feedback)
 
-    p = sub.add_parser("export", parents=[common], help="CSV: a row per student, a column per assignment")
-    p.add_argument("--to", default="grades.csv", help="output file (default grades.csv)")
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="grades as a CSV, or in the file Canvas, Moodle or Blackboard imports",
+    )
+    p.add_argument(
+        "--to", help="output file (default grades.csv; for an LMS format <assignment>-<format>.csv)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("plain", "canvas", "moodle", "blackboard"),
+        default="plain",
+        help="plain: a row per student, a column per assignment (default); canvas: gradebook import CSV; "
+        "moodle: the assignment's offline grading worksheet; blackboard: Grade Center upload. "
+        "The LMS formats need --assignment and an LMS download collected with collect --zip",
+    )
+    p.add_argument("--assignment", help="only this assignment (required by the LMS formats)")
+    p.add_argument(
+        "--lms-id",
+        help="the LMS's id of the assignment: Canvas's assignment id (the number in its address), "
+        "Blackboard's Grade Center Column ID; Moodle needs none",
+    )
+    p.add_argument("--lms-name", help="the assignment's name in the LMS (default: the assignment's name)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("status", parents=[common], help="what is graded, what failed and why")
@@ -326,6 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problems", action="store_true", help="only submissions with issues or review notes")
     p.add_argument("--json", action="store_true", help="machine-readable")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "summary",
+        parents=[common],
+        help="per-part results, common failures, identical answers, stale feedback (autograde prints it too)",
+    )
+    p.add_argument("assignment")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.set_defaults(func=cmd_summary)
     return parser
 
 

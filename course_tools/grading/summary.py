@@ -519,10 +519,10 @@ def find_stale(
 # ----------------------------------------------------------------------------- text
 
 
-TOOL = "python -m course_tools.grading"
+TOOL = "python -m course_tools.grading"  # the hints' command line unless the caller gives its own
 
 
-def stale_warnings(course: Course, assignment: str) -> list[str]:
+def stale_warnings(course: Course, assignment: str, prog: str = TOOL) -> list[str]:
     """The stale part of the summary alone, as warnings (what `status` prints); [] when all is fresh."""
     from nbgrader.api import Gradebook
 
@@ -532,7 +532,7 @@ def stale_warnings(course: Course, assignment: str) -> list[str]:
     except Exception:  # no gradebook or no such assignment: nothing graded, nothing stale
         graded = []
     stale = find_stale(course, assignment, graded)
-    return _stale_lines(assignment, stale, graded, quiet_if_no_feedback=True)
+    return _stale_lines(assignment, stale, graded, prog, quiet_if_no_feedback=True)
 
 
 def _names(students: list[str], limit: int = 8) -> str:
@@ -542,27 +542,28 @@ def _names(students: list[str], limit: int = 8) -> str:
 
 
 def _stale_lines(
-    assignment: str, stale: Stale, graded: list, quiet_if_no_feedback: bool = False
+    assignment: str, stale: Stale, graded: list, prog: str = TOOL, quiet_if_no_feedback: bool = False
 ) -> list[str]:
+    """The stale part of the summary, each with the command that fixes it."""
     lines = []
     if stale.feedback:
         lines.append(
             f"! {len(stale.feedback)} feedback page(s) older than the grade: {_names(stale.feedback)}\n"
-            f"    refresh: {TOOL} feedback {assignment} --student {' '.join(stale.feedback)}"
+            f"    refresh: {prog} feedback {assignment} --student {' '.join(stale.feedback)}"
         )
     if stale.changed:
         lines.append(
             f"! {len(stale.changed)} submission(s) changed since they were graded: {_names(stale.changed)}\n"
-            f"    regrade: {TOOL} autograde {assignment} --student {' '.join(stale.changed)}"
+            f"    regrade: {prog} autograde {assignment} --student {' '.join(stale.changed)}"
         )
     if stale.ungraded:
         lines.append(
             f"! {len(stale.ungraded)} submission(s) not graded (never, or grading failed): "
-            f"{_names(stale.ungraded)}\n    grade: {TOOL} autograde {assignment}"
+            f"{_names(stale.ungraded)}\n    grade: {prog} autograde {assignment}"
         )
     if graded and not stale.feedback_folder:
         if not quiet_if_no_feedback:
-            lines.append(f"  no feedback generated yet: {TOOL} feedback {assignment}")
+            lines.append(f"  no feedback generated yet: {prog} feedback {assignment}")
     elif stale.no_feedback:
         lines.append(
             f"! {len(stale.no_feedback)} graded submission(s) without a feedback page: {_names(stale.no_feedback)}"
@@ -570,8 +571,8 @@ def _stale_lines(
     return lines
 
 
-def format_report(report: Report) -> str:
-    """The summary as the instructor reads it."""
+def format_report(report: Report, prog: str = TOOL) -> str:
+    """The summary as the instructor reads it; prog: this tool's command line, for the hints."""
     a = report.assignment
     totals = list(report.totals.values())
     states = ", ".join(f"{n} {s}" for s, n in sorted(report.states.items()))
@@ -624,7 +625,7 @@ def format_report(report: Report) -> str:
         )
     if not report.identical and not report.similar and totals:
         lines.append("no identical or nearly identical answer code")
-    stale = _stale_lines(a, report.stale, totals)
+    stale = _stale_lines(a, report.stale, totals, prog)
     if totals and not stale:
         stale = ["nothing stale: every feedback page is newer than its grade"]
     lines += stale
