@@ -235,15 +235,8 @@ def collect_zip(course: Course, a: str, args: argparse.Namespace) -> list[str]:
     print(
         f"collected {len(collected)} submission(s) of {a} from {', '.join(z.name for z in zips)} ({layout}):"
     )
-    rows = [result.entries[s] for s in collected]
-    _print_list(
-        "",
-        [
-            f"{e.student_id:<14} {e.name or '':<24} {'late' if e.late else '':<5} {', '.join(e.files)}"
-            for e in rows
-        ],
-        limit=10**6,
-    )
+    for e in (result.entries[s] for s in collected):
+        print(f"  {e.student_id:<14} {e.name or '':<24} {'late' if e.late else '':<5} {', '.join(e.files)}")
     by_reason: dict[str, list[str]] = {}
     for sid, e in result.entries.items():
         for item in e.ignored:
@@ -396,7 +389,9 @@ def print_summary(course: Course, args: argparse.Namespace) -> None:
     try:
         print("\n" + format_report(summarise(course, args.assignment), prog=invoked_as(args)) + "\n")
     except Exception as exc:  # never turn a finished grading run into a crash
-        print(f"(no summary: {type(exc).__name__}: {exc}; try `{invoked_as(args)} summary {args.assignment}`)")
+        print(
+            f"(no summary: {type(exc).__name__}: {exc}; try `{invoked_as(args)} summary {args.assignment}`)"
+        )
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
