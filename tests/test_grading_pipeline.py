@@ -307,3 +307,97 @@ def test_regrading_is_idempotent(graded: GradedRun):
     course.run("autograde", graded.assignment, "--force", "--student=bob")
     course.run("autograde", graded.assignment, "--force", "--student=alice")
     assert read_scores(course, graded.assignment) == before
+
+
+# ------------------------------------------------------------------ the summary an instructor reads first
+
+
+def _answer_keys(graded: GradedRun) -> dict[str, tuple]:
+    """{student: the code of each answer cell, layout aside} as the catalogue handed it in (bob: blank)."""
+    from course_tools.grading.summary import code_key
+
+    answers = solution_answers(graded.source_nb)
+    chosen = {"alice": {}, **graded.mistake_rounds, **graded.alternative_rounds}
+    chosen.update({s: {a.part: a} for s, a in graded.attacks.items()})
+    return {
+        s: tuple(code_key({**answers, **{p: e.source for p, e in c.items()}}[g]) for g in sorted(answers))
+        for s, c in chosen.items()
+    }
+
+
+def test_summary_per_part_matches_the_catalogue(graded: GradedRun):
+    """Each part's failures are exactly the catalogue's wrong answers, attacks and the blank, each
+    with the message its test cell showed; the totals and means are the gradebook's."""
+    from course_tools.grading.summary import summarise
+
+    report = summarise(graded.courses[0], graded.assignment)
+    parts = [grade_id(c) for c in graded.source_nb.cells if is_test(c)]
+    assert [p.grade_id for p in report.parts] == parts, "parts not in the notebook's order"
+    expected = {p: {"bob"} for p in parts}
+    for student, chosen in graded.mistake_rounds.items():
+        for part in chosen:
+            expected[f"test_{part}"].add(student)
+    for student, attack in graded.attacks.items():
+        expected[f"test_{attack.part}"].add(student)
+    n = len(graded.scores)
+    assert report.totals == pytest.approx(
+        {s: sum(v[0] for v in c.values()) for s, c in graded.scores.items()}
+    )
+    for p in report.parts:
+        assert (p.graded, p.failed) == (n, len(expected[p.grade_id])), p.grade_id
+        assert p.mean == pytest.approx(sum(graded.scores[s][p.grade_id][0] for s in graded.scores) / n)
+        assert sum(count for _, count in p.messages) == p.failed
+        shown = [m for m, _ in p.messages]
+        assert not [m for m in shown if m.startswith("(")], f"{p.grade_id}: failures without a message"
+        assert any(m.startswith("NotImplementedError") for m in shown), f"{p.grade_id}: {shown}"
+    assert not report.problems
+
+
+def test_summary_finds_the_identical_answer_code(graded: GradedRun):
+    """Groups are exactly the submissions the catalogue made alike; alice hands in the reference;
+    the blank release is in no group and no pair."""
+    from course_tools.grading.summary import summarise
+
+    report = summarise(graded.courses[0], graded.assignment)
+    keys = _answer_keys(graded)
+    alike: dict[tuple, list[str]] = {}
+    for student in sorted(keys):
+        alike.setdefault(keys[student], []).append(student)
+    expected = sorted(sorted(v) for v in alike.values() if len(v) > 1)
+    assert sorted(g.students for g in report.identical) == expected
+    assert report.reference_copies == sorted(s for s, k in keys.items() if k == keys["alice"])
+    assert "bob" not in {s for p in report.similar for s in (p.a, p.b, *p.also_a, *p.also_b)}
+
+
+def test_regrade_one_student_and_refresh_their_feedback(graded: GradedRun):
+    """The guide's way (autograde --student S --force, then feedback --student S): the summary
+    autograde prints shows S's feedback as stale, and a byte copy of S's submission handed in by
+    another student as identical; feedback --student refreshes those pages and no other.
+    (One assignment only: it grades two submissions again.)"""
+    if graded.assignment != load_catalog(CATALOGS[0]).ASSIGNMENT:
+        pytest.skip("run for the first catalogue's assignment only")
+    import json
+    import time
+
+    course, a = graded.courses[0], graded.assignment
+    student = sorted(graded.mistake_rounds)[0]
+    shutil.copytree(course.path("submitted", student, a), course.path("submitted", "copycat", a))
+    pages = {p: p.stat().st_mtime for p in course.path("feedback").glob(f"*/{a}/*.html")}
+    time.sleep(1.1)  # the status store's graded_at counts whole seconds
+    out = instructor(course, "autograde", a, "--student", student, "copycat", "--force", "--jobs", "2").stdout
+    assert f"feedback page(s) older than the grade: {student}" in out, out
+    assert f"feedback {a} --student {student}" in out
+    assert "graded submission(s) without a feedback page: copycat" in out
+    assert re.search(rf"2 submissions, byte-identical, .*: (copycat, {student}|{student}, copycat)", out), out
+
+    instructor(course, "feedback", a, "--student", student, "copycat")
+    after = {p: p.stat().st_mtime for p in course.path("feedback").glob(f"*/{a}/*.html")}
+    changed = sorted(p.parts[-3] for p in after if after[p] != pages.get(p))
+    assert changed == sorted([student, "copycat"]), changed
+    report = json.loads(instructor(course, "summary", a, "--json").stdout)
+    assert student not in report["stale"]["feedback"] and "copycat" not in report["stale"]["no_feedback"]
+    assert (
+        report["totals"]["copycat"]
+        == report["totals"][student]
+        == sum(v[0] for v in graded.scores[student].values())
+    )

@@ -349,6 +349,9 @@ def _gradebook(course: Course, assignment: str, report: Report) -> dict[str, dic
     from nbgrader.api import Gradebook, MissingEntry
 
     out: dict[str, dict[str, tuple]] = {}
+    if not _has_gradebook(course):
+        report.problems.append(f"{assignment} is not in the gradebook (release it first)")
+        return out
     with Gradebook(course.db_url, course.course_id) as gb:
         try:
             a = gb.find_assignment(assignment)
@@ -365,6 +368,12 @@ def _gradebook(course: Course, assignment: str, report: Report) -> dict[str, dic
                 for g in nb.grades
             }
     return out
+
+
+def _has_gradebook(course: Course) -> bool:
+    """False for a SQLite gradebook that does not exist (opening it would create it)."""
+    prefix = "sqlite:///"
+    return not course.db_url.startswith(prefix) or Path(course.db_url[len(prefix) :]).is_file()
 
 
 def _cell_order(course: Course, assignment: str, report: Report) -> dict[str, dict[str, str]]:
@@ -527,6 +536,8 @@ def stale_warnings(course: Course, assignment: str, prog: str = TOOL) -> list[st
     from nbgrader.api import Gradebook
 
     try:
+        if not _has_gradebook(course):
+            raise FileNotFoundError(course.db_url)
         with Gradebook(course.db_url, course.course_id) as gb:
             graded = [s.student_id for s in gb.assignment_submissions(assignment)]
     except Exception:  # no gradebook or no such assignment: nothing graded, nothing stale
@@ -587,7 +598,8 @@ def format_report(report: Report, prog: str = TOOL) -> str:
         lines += histogram(totals, report.max_score)
     if report.parts:
         width = max(len(p.grade_id) for p in report.parts)
-        lines.append(f"per part:{'':<{width - 7}}  mean / max   failed")
+        lines.append("per part (graded cell), most common failure messages under it:")
+        lines.append(f"  {'':<{width}}   mean / max   failed")
         for p in report.parts:
             manual = f"  ({p.manual} await a manual grade)" if p.manual else ""
             lines.append(
