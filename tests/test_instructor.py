@@ -1,14 +1,16 @@
 """The instructor command, as the README walks it: an LMS zip download to a CSV of grades.
 
 The fast tests check the command line itself (help, clear errors on bad input
-that change nothing). The slow one is the README's path end to end: release
-(no exchange), `collect --zip` of a Canvas-style download plus a second zip with
-a custom file-name pattern, parallel autograde, feedback, export.
+that change nothing; tests/test_lms_collect.py checks collect on each LMS's layout).
+The slow one is the README's path end to end: release (no exchange), `collect --zip`
+of a Canvas download plus a Moodle one (tests/lms_fixtures.py, their real layouts),
+parallel autograde, feedback, export.
 """
 
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,6 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from assignments.ps01_mistakes import MISTAKES
+from lms_fixtures import FixtureSubmission, build_zip
 from robustness.harness import ASSIGNMENT, REPO, instructor, make_course, scores
 
 from course_tools.grading.cli import build_parser, main
@@ -57,8 +60,10 @@ def test_dev_py_exposes_the_command():
 
 @pytest.fixture
 def empty_course(tmp_path) -> Course:
+    """A course with ps01's release folder (the repository's, copied) but nothing in a gradebook."""
     course = Course.create(tmp_path / "course", exchange=tmp_path / "exchange")
     (course.root / "solutions").mkdir()
+    shutil.copytree(REPO / "exercises" / ASSIGNMENT, course.root / "exercises" / ASSIGNMENT)
     return course
 
 
@@ -80,25 +85,14 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(empty_course: Course, 
         ),
         (("autograde", ASSIGNMENT, "--no-sandbox"), "not in the gradebook"),
     ]
-    before = sorted(p.relative_to(root) for p in empty_course.root.rglob("*") if "gradebook" not in p.name)
+    before = sorted(p.relative_to(root) for p in empty_course.root.rglob("*"))
     for args, message in cases:  # in-process: the same code path as the command, without a Python start each
         with pytest.raises(SystemExit) as exit_:
             main([*args, f"--course={root}"])
         assert exit_.value.code not in (0, None), f"{args} succeeded"
         assert message in str(exit_.value.code), f"{args}: {exit_.value.code}"
-    after = sorted(p.relative_to(root) for p in empty_course.root.rglob("*") if "gradebook" not in p.name)
+    after = sorted(p.relative_to(root) for p in empty_course.root.rglob("*"))  # not even a gradebook
     assert after == before
-
-
-def _canvas_zip(path: Path, notebooks: dict[str, tuple[str, nbformat.NotebookNode]]) -> Path:
-    """A download as Canvas names it: <login>_[LATE_]<user id>_<submission id>_<file name>[-<n>].ipynb."""
-    with zipfile.ZipFile(path, "w") as z:
-        for i, (login, (suffix, nb)) in enumerate(notebooks.items()):
-            z.writestr(
-                f"{login}_{suffix}{1000 + i}_{5000 + i}_{ASSIGNMENT}{'-1' if suffix else ''}.ipynb",
-                nbformat.writes(nb),
-            )
-    return path
 
 
 @pytest.mark.slow
@@ -109,38 +103,47 @@ def test_lms_zip_to_csv_of_grades(tmp_path):
         nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     )
     wrong = next(m for m in MISTAKES if m.part == "cross_entropy")
-    canvas = _canvas_zip(
+    canvas = build_zip(
+        "canvas",
         tmp_path / "submissions.zip",
-        {
-            "alice": ("", fill(release, answers)),
-            "bob": ("LATE_", fill(release, {**answers, wrong.part: wrong.source})),
-        },
+        [
+            FixtureSubmission("Alice Smith", "1001", fill(release, answers)),
+            FixtureSubmission(
+                "Bob Jones", "1002", fill(release, {**answers, wrong.part: wrong.source}), late=True
+            ),
+        ],
     )
     out = instructor(course, "collect", ASSIGNMENT, "--zip", str(canvas)).stdout
     assert "2 submission(s)" in out, out
-    moodle = tmp_path / "moodle.zip"  # another LMS's layout: one folder per student
-    with zipfile.ZipFile(moodle, "w") as z:
-        z.writestr(f"carol_assignsubmission_file/{ASSIGNMENT}.ipynb", nbformat.writes(release))
-        z.writestr("notes_assignsubmission_file/readme.ipynb", "{}")
-    pattern = r".*/(?P<student_id>[^/_]+)_assignsubmission_file/(?P<file_id>ps01_backprop)\.ipynb$"
-    out = instructor(course, "collect", ASSIGNMENT, "--zip", str(moodle), "--pattern", pattern).stdout
-    assert "3 submission(s)" in out and "did not match" in out and "readme.ipynb" in out, out
+    moodle = build_zip(  # another LMS's layout: a folder per student; a blank notebook and a stray file
+        "moodle",
+        tmp_path / "moodle.zip",
+        [FixtureSubmission("Carol Diaz", "77", release, extra_files={"readme.md": "hi"})],
+    )
+    out = instructor(course, "collect", ASSIGNMENT, "--zip", str(moodle), "--lms", "moodle").stdout
+    assert "3 submission(s)" in out and "ignored, not a notebook" in out and "readme.md" in out, out
 
-    out = instructor(course, "autograde", ASSIGNMENT, "--jobs", "2").stdout
-    assert "3 graded" in out, out
-    instructor(course, "feedback", ASSIGNMENT)
-    for student in ("alice", "bob", "carol"):
+    proc = instructor(course, "autograde", ASSIGNMENT, "--jobs", "2")
+    assert "3 graded" in proc.stdout, proc.stdout
+    hint = next(line for line in proc.stdout.splitlines() if line.startswith("details: "))
+    assert (
+        hint
+        == f"details: {sys.executable} -m course_tools.grading status {ASSIGNMENT} --problems --course {course.root}"
+    )
+    proc = instructor(course, "feedback", ASSIGNMENT)
+    assert "3/3" in proc.stderr and "6/" not in proc.stderr, proc.stderr  # the progress bar counts each once
+    for student in ("1001", "1002", "77"):
         assert (course.root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
 
     instructor(course, "export", "--to", str(tmp_path / "grades.csv"))
     with open(tmp_path / "grades.csv", newline="") as fh:
         rows = {r["student_id"]: r for r in csv.DictReader(fh)}
     graded = scores(course)
-    full = sum(graded["alice"].values())
+    full = sum(graded["1001"].values())
     assert full == 20
     assert list(next(iter(rows.values())))[-2:] == [ASSIGNMENT, "total"]
-    assert float(rows["alice"][ASSIGNMENT]) == float(rows["alice"]["total"]) == full
-    assert float(rows["bob"][ASSIGNMENT]) == full - 2  # the wrong cross_entropy costs its 2 points
-    assert float(rows["carol"]["total"]) == 0
+    assert float(rows["1001"][ASSIGNMENT]) == float(rows["1001"]["total"]) == full
+    assert float(rows["1002"][ASSIGNMENT]) == full - 2  # the wrong cross_entropy costs its 2 points
+    assert float(rows["77"]["total"]) == 0
     status = instructor(course, "status", ASSIGNMENT).stdout
-    assert "3 graded" in status and "alice" in status, status
+    assert "3 graded" in status and "1001" in status, status

@@ -40,8 +40,8 @@ def invoked_as(args: argparse.Namespace | None = None) -> str:
     """This tool's command line as the instructor ran it, for the hints it prints.
 
     `python3 <repo>/dev.py grade` when dev.py started it (its parent process), else this Python's
-    full path with `-m course_tools.grading` (works outside the venv too); `--course DIR` when given.
-    COURSE_TOOLS_GRADE_PROG overrides it.
+    full path with `-m course_tools.grading` (works outside the venv too). COURSE_TOOLS_GRADE_PROG
+    overrides it. The subcommand follows; its options, `course_option(args)` among them, after that.
     """
     prog = os.environ.get("COURSE_TOOLS_GRADE_PROG", "")
     if not prog:
@@ -53,8 +53,13 @@ def invoked_as(args: argparse.Namespace | None = None) -> str:
             if word.endswith("dev.py") and parent[i + 1 : i + 2] == ["grade"]:
                 prog = f"python3 {shlex.quote(str(Path(word).resolve()))} grade"
         prog = prog or f"{shlex.quote(sys.executable)} -m course_tools.grading"
-    course = getattr(args, "course", ".") if args is not None else "."
-    return prog if course == "." else f"{prog} --course {shlex.quote(str(course))}"
+    return prog
+
+
+def course_option(args: argparse.Namespace) -> str:
+    """' --course DIR' when the command was given one (to end a hint's command line), else ''."""
+    course = getattr(args, "course", ".")
+    return "" if course == "." else f" --course {shlex.quote(str(Path(course).resolve()))}"
 
 
 def check_course_dir(root: Path) -> None:
@@ -84,7 +89,7 @@ def check_released(course: Course, assignment: str, args: argparse.Namespace) ->
     todo = (
         f"Did you mean {close[0]}?"
         if close
-        else f"Release it first: {invoked_as(args)} release {assignment}"
+        else f"Release it first: {invoked_as(args)} release {assignment}{course_option(args)}"
         if (source / assignment).is_dir()
         else f"There is no {assignment} in {source} either."
     )
@@ -315,7 +320,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     if summary.workers_lost:
         print(f"{summary.workers_lost} submission(s) were graded again after their worker was lost")
     print_summary(course, args)
-    print(f"details: {invoked_as(args)} status {args.assignment} --problems")
+    print(f"details: {invoked_as(args)} status {args.assignment} --problems{course_option(args)}")
     return 1 if summary.failed else 0
 
 
