@@ -35,6 +35,7 @@ from .checked_execute import autograde_preprocessors
 from .course import course_config
 from .guarded_execute import GuardedExecute
 from .records import GradeJob, GradeResult
+from .schema_cache import install as check_metadata_schema_once
 
 
 def job_config(job: GradeJob, jobdir: Path) -> Config:
@@ -144,6 +145,7 @@ def _failure_reason(result: dict) -> str:
 
 def main() -> int:
     os.environ["PATH"] = env_with_venv()["PATH"]
+    check_metadata_schema_once()
     # Answers go to a private copy of stdout; fd 1 becomes stderr, so nothing nbgrader or a
     # kernel prints can corrupt the answers channel.
     out = os.fdopen(os.dup(1), "w")
