@@ -23,7 +23,8 @@ fails), aborts on two files for one student with "Duplicate submission file", ke
 user id or name, and silently drops files its pattern does not match. Here the whole download is
 read and checked first (`plan`), unpacked into a temporary folder inside the course, and only then
 moved into submitted/<student>/<assignment>/ (`apply`): a download that fails the checks changes
-nothing.
+nothing. No path from the zip is used on disk: a file is written as
+submitted/<sanitised student id>/<assignment>/<one of the assignment's notebook names>.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .lms_records import LmsSubmission, load_manifest, save_manifest
 # The documented layouts, one regex each on a member's path in the zip (guide: "File names in the zip").
 PATTERNS = {
     "canvas": re.compile(
-        r"^(?:.*/)?(?P<name>[^/_]*?)_(?:(?P<late>late|LATE)_)?(?P<user>\d+)_(?P<file_id>\d+)_(?P<file>[^/]+)$"
+        r"^(?:.*/)?(?P<name>[^/]*?)_(?:(?P<late>late|LATE)_)?(?P<user>\d+)_(?P<file_id>\d+)_(?P<file>[^/]+)$"
     ),
     "moodle": re.compile(
         r"^(?:.*/)?(?P<name>[^/]+)_(?P<user>\d+)_assignsubmission_(?P<plugin>[a-z]+)(?:_?/(?P<path>.+)|_(?P<file>[^/]+))$"
