@@ -26,8 +26,10 @@ feedback folder or release notebook is reported in `problems` and the rest is su
 
 from __future__ import annotations
 
+import functools
 import io
 import keyword
+import math
 import re
 import statistics
 import time
@@ -76,6 +78,7 @@ def error_message(outputs: list) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8192)  # a class shares most answer cells' code
 def _tokens(code: str, names: bool) -> tuple[str, ...]:
     """The code's tokens without comments and layout; names (not keywords, not attributes) as `_`
     unless `names`. Code that does not tokenize is compared by its whitespace-separated words."""
@@ -626,7 +629,7 @@ def format_report(report: Report, prog: str = TOOL) -> str:
             a_ = p.a + (f" (+{len(p.also_a)} identical)" if p.also_a else "")
             b_ = p.b + (f" (+{len(p.also_b)} identical)" if p.also_b else "")
             lines.append(
-                f"  {p.similarity:.2f}  {a_} ~ {b_}: {p.same_cells} of {p.cells} answer cells the same"
+                f"  {math.floor(p.similarity * 100) / 100:.2f}  {a_} ~ {b_}: {p.same_cells} of {p.cells} answer cells the same"
             )
         if len(report.similar) > SHOWN_PAIRS:
             lines.append(f"  ... and {len(report.similar) - SHOWN_PAIRS} more pair(s) (--json lists all)")
