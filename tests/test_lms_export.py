@@ -331,29 +331,30 @@ def test_scores_are_written_as_the_gradebook_has_them():
 
 
 @pytest.mark.slow
-def test_canvas_zip_to_every_format(tmp_path):
-    """A Canvas download collected, three submissions autograded, exported in every format."""
-    import nbformat
+def test_lms_zips_to_every_format(tmp_path):
+    """Downloads from each LMS collected, three submissions autograded, exported in every format.
+
+    One student per LMS (a right answer from Canvas, a blank notebook from Moodle, a corrupt one from
+    Blackboard) into one assignment, so three submissions cover every path from zip to import file.
+    """
     from lms_fixtures import FixtureSubmission, build_zip
 
     from course_tools.grading.submissions import fill, solution_answers
 
     course = make_course(tmp_path, release_args=("--no-exchange",))
     release = nbformat.read(course.root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    source = nbformat.read(Path(course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"), as_version=4)
+    source = nbformat.read(course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     right = fill(release, solution_answers(source))
-    zip_path = build_zip(
-        "canvas",
-        tmp_path / "submissions.zip",
-        [
-            FixtureSubmission("Wei Zhang", "4211", notebook=right),
-            FixtureSubmission("Ana Lima", "4377", notebook=release, late=True),
-            FixtureSubmission("Sam Cole", "4390", extra_files={f"{ASSIGNMENT}.ipynb": "{ not json"}),
+    zips = {
+        "canvas": [FixtureSubmission("Wei Zhang", "4211", notebook=right, late=True)],
+        "moodle": [FixtureSubmission("Ana Lima", "77", notebook=release)],
+        "blackboard": [
+            FixtureSubmission("Sam Cole", "scole", extra_files={f"{ASSIGNMENT}.ipynb": "{ not json"})
         ],
-    )
-    out = instructor(course, "collect", ASSIGNMENT, "--zip", str(zip_path)).stdout
-    if not (course.root / ".grading" / "lms" / f"{ASSIGNMENT}.json").exists():
-        pytest.skip(f"collect does not record LMS downloads yet:\n{out}")
+    }
+    for lms, subs in zips.items():
+        zip_path = build_zip(lms, tmp_path / f"{lms}.zip", subs)
+        instructor(course, "collect", ASSIGNMENT, "--zip", str(zip_path), "--lms", lms)
     instructor(course, "autograde", ASSIGNMENT, "--jobs", "2")
     files = {}
     for fmt in ex.FORMATS:
@@ -361,13 +362,38 @@ def test_canvas_zip_to_every_format(tmp_path):
         args = [] if fmt == "plain" else ["--format", fmt, "--assignment", ASSIGNMENT, "--lms-id", "55"]
         instructor(course, "export", "--to", str(to), *args)
         files[fmt] = read(to)
-    canvas = {r[1]: r for r in files["canvas"][2:]}
-    assert set(canvas) == {"4211", "4377", "4390"}
-    assert canvas["4211"][5] == "20" and canvas["4390"][5] == "0"
-    assert files["canvas"][0][5] == f"{ASSIGNMENT} (55)"
-    states = by(read(tmp_path / "canvas-states.csv"), "lms_user_id")
-    assert states["4390"]["state"] == "not-gradable" and states["4377"]["late"] == "yes"
-    assert states["4377"]["state"] in ("graded", "graded-with-issues") and states["4211"]["late"] == "no"
-    plain = by(files["plain"], f"{ASSIGNMENT} lms_user_id")
-    assert plain["4211"]["first_name"] == "Wei" and plain["4211"]["last_name"] == "Zhang"
-    assert plain["4390"][f"{ASSIGNMENT} state"] == "not-gradable"
+
+    canvas = files["canvas"]
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", f"{ASSIGNMENT} (55)"]
+    assert canvas[1][0].strip() == "Points Possible" and canvas[1][5] == "20"
+    # only the student with a Canvas id; Student is the name Canvas's file names carry (squashed)
+    assert canvas[2:] == [["zhangwei", "4211", "", "", "", "20"]]
+    states = by(read(tmp_path / "canvas-states.csv"), "student_id")
+    assert (states["4211"]["late"], states["4211"]["in_upload"]) == ("yes", "yes")
+    assert states["4211"]["state"] in ("graded", "graded-with-issues")
+    assert states["scole"]["state"] == "not-gradable" and states["scole"]["in_upload"] == "no"
+
+    moodle = by(files["moodle"], "nbgrader id")
+    assert moodle["77"]["Identifier"] == "Participant 77" and moodle["77"]["Full name"] == "Ana Lima"
+    assert moodle["77"]["Grade"] == "0" and moodle["77"]["State"] in (
+        "graded",
+        "graded-with-issues",
+    )  # blank notebook: 0
+    assert moodle["4211"]["Identifier"] == "" and moodle["4211"]["Grade"] == ""  # no Moodle id: skipped
+
+    bb = files["blackboard"]
+    assert bb[0][-1] == f"{ASSIGNMENT} [Total Pts: 20 Score] |55"
+    assert bb[1:] == [["Cole", "Sam", "scole", "", "", "", "0"]]
+    bb_states = by(read(tmp_path / "blackboard-states.csv"), "student_id")
+    assert bb_states["scole"]["state"] == "not-gradable"  # the corrupt one, told apart from Ana's blank
+
+    plain = by(files["plain"], "student_id")
+    assert (plain["77"]["first_name"], plain["77"]["last_name"]) == ("Ana", "Lima")  # Moodle's folder name
+    assert (plain["scole"]["first_name"], plain["scole"]["last_name"]) == (
+        "Sam",
+        "Cole",
+    )  # Blackboard's receipt
+    assert plain["4211"][ASSIGNMENT] == "20" and plain["4211"][f"{ASSIGNMENT} late"] == "yes"
+    assert plain["77"][f"{ASSIGNMENT} state"] in ("graded", "graded-with-issues")
+    assert plain["scole"][f"{ASSIGNMENT} state"] == "not-gradable"
+    assert plain["77"][ASSIGNMENT] == plain["scole"][ASSIGNMENT] == "0"
