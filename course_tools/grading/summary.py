@@ -563,7 +563,8 @@ def _stale_lines(
     if stale.feedback:
         lines.append(
             f"! {len(stale.feedback)} feedback page(s) older than the grade: {_names(stale.feedback)}\n"
-            f"    refresh: {prog} feedback {assignment} --student {' '.join(stale.feedback)}"
+            f"    refresh: {prog} feedback {assignment}"
+            + (f" --student {stale.feedback[0]}" if len(stale.feedback) == 1 else "  (every page)")
         )
     if stale.changed:
         lines.append(
