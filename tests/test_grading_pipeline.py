@@ -391,6 +391,9 @@ def test_regrade_one_student_and_refresh_their_feedback(graded: GradedRun):
     assert "graded submission(s) without a feedback page: copycat" in out
     assert re.search(rf"2 submissions, byte-identical, .*: (copycat, {student}|{student}, copycat)", out), out
 
+    status = instructor(course, "status", a).stdout  # status warns of the same stale pages
+    assert f"feedback page(s) older than the grade: {student}" in status, status
+
     instructor(course, "feedback", a, "--student", student)
     after = {p: p.stat().st_mtime for p in course.path("feedback").glob(f"*/{a}/*.html")}
     assert sorted(p.parts[-3] for p in after if after[p] != pages.get(p)) == [student]
@@ -398,3 +401,9 @@ def test_regrade_one_student_and_refresh_their_feedback(graded: GradedRun):
     assert student not in report.stale.feedback and report.stale.no_feedback == ["copycat"]
     total = sum(v[0] for v in graded.scores[student].values())
     assert report.totals["copycat"] == report.totals[student] == total
+
+    time.sleep(1.1)
+    instructor(course, "feedback", a, "--student", student, "copycat")  # several at once
+    again = {p: p.stat().st_mtime for p in course.path("feedback").glob(f"*/{a}/*.html")}
+    assert sorted(p.parts[-3] for p in again if again[p] != after.get(p)) == sorted([student, "copycat"])
+    assert not summarise(course, a).stale.no_feedback

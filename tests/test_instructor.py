@@ -26,7 +26,7 @@ from course_tools.grading.cli import build_parser, main
 from course_tools.grading.course import Course
 from course_tools.grading.submissions import fill, solution_answers
 
-SUBCOMMANDS = ("release", "collect", "autograde", "feedback", "export", "status")
+SUBCOMMANDS = ("release", "collect", "autograde", "feedback", "export", "status", "summary")
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -1,18 +1,20 @@
 """The instructor's grading tool: one command per step, nbgrader underneath.
 
     python -m course_tools.grading release   [ASSIGNMENT | --all] [--no-exchange]
-    python -m course_tools.grading collect   ASSIGNMENT [--zip FILE ...] [--pattern REGEX]
+    python -m course_tools.grading collect   ASSIGNMENT [--zip FILE ... [--lms canvas|moodle|blackboard | --pattern REGEX]]
     python -m course_tools.grading autograde ASSIGNMENT [--jobs N] [--student S ...] [--force]
     python -m course_tools.grading feedback  ASSIGNMENT [--student S ...] [--release]
     python -m course_tools.grading export    [--to FILE] [--format plain|canvas|moodle|blackboard] [--assignment A]
     python -m course_tools.grading status    [ASSIGNMENT] [--problems] [--json]
+    python -m course_tools.grading summary   ASSIGNMENT [--json]
 
 Run it in a course directory (one holding nbgrader_config.py), or pass --course.
 The gradebook is the course's (`CourseDirectory.db_url`: SQLite by default,
 PostgreSQL with --db-url postgresql://...). release, collect and feedback run
 nbgrader's own commands; autograde is course_tools.grading.executor (parallel,
-sandboxed, scored outside the kernel); export writes one row per student with a column per
-assignment and a total.
+sandboxed, scored outside the kernel) and ends with the summary (per-part failures, common
+messages, identical code, stale feedback); export writes the plain CSV (a row per student, a
+column per assignment, a total) or an LMS's own import file.
 """
 
 from __future__ import annotations
@@ -350,8 +352,11 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     students = args.student or [
         p.parent.name for p in (course.root / course.autograded_directory).glob(f"*/{a}")
     ]
-    extra = [f"--student={s}" for s in args.student or []]
-    nbgrader(course, "generate_feedback", a, "--force", *extra, progress=f"feedback {a}", total=len(students))
+    if args.student:  # nbgrader's --student takes one id: one run per student asked for
+        for student in args.student:
+            nbgrader(course, "generate_feedback", a, "--force", f"--student={student}")
+    else:
+        nbgrader(course, "generate_feedback", a, "--force", progress=f"feedback {a}", total=len(students))
     hidden = [re.sub(r"\s+", "", h) for h in hidden_test_lines(course, a)]
     leaked = []
     for html in sorted((course.root / course.feedback_directory).glob(f"*/{a}/*.html")):
@@ -421,8 +426,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     if not names:
         print("nothing graded yet")
+    from .summary import stale_warnings
+
     for a in names:
         print(format_table(a, store.entries(a), only_problems=args.problems))
+        for line in stale_warnings(course, a, prog=invoked_as(args)):
+            print(line)
     return 0
 
 
@@ -430,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m course_tools.grading",
         description="Grade a class with nbgrader: release, collect, autograde (parallel, sandboxed), "
-        "feedback, export, status.",
+        "feedback, export, status, summary.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
