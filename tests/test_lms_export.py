@@ -340,11 +340,15 @@ def test_scores_are_written_as_the_gradebook_has_them():
 
 @pytest.mark.slow
 def test_lms_zips_to_every_format(tmp_path):
-    """Downloads from each LMS collected, three submissions autograded, exported in every format.
+    """Downloads from each LMS collected, autograded, fed back, exported in every format.
 
-    One student per LMS (a right answer from Canvas, a blank notebook from Moodle, a corrupt one from
-    Blackboard) into one assignment, so three submissions cover every path from zip to import file.
+    Canvas brings a right answer (late) and one with a wrong part, Moodle a blank notebook beside a
+    stray file, Blackboard a corrupt notebook: four submissions, one assignment, every path from zip
+    to feedback page and import file (the README's and the guide's walk-throughs, end to end).
     """
+    import sys
+
+    from assignments.ps01_mistakes import MISTAKES
     from lms_fixtures import FixtureSubmission, build_zip
 
     from course_tools.grading.submissions import fill, solution_answers
@@ -352,18 +356,36 @@ def test_lms_zips_to_every_format(tmp_path):
     course = make_course(tmp_path, release_args=("--no-exchange",))
     release = nbformat.read(course.root / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     source = nbformat.read(course.root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    right = fill(release, solution_answers(source))
+    answers = solution_answers(source)
+    right = fill(release, answers)
+    wrong = next(m for m in MISTAKES if m.part == "cross_entropy")  # worth 2 points
     zips = {
-        "canvas": [FixtureSubmission("Wei Zhang", "4211", notebook=right, late=True)],
-        "moodle": [FixtureSubmission("Ana Lima", "77", notebook=release)],
+        "canvas": [
+            FixtureSubmission("Wei Zhang", "4211", notebook=right, late=True),
+            FixtureSubmission(
+                "Bob Jones", "1002", notebook=fill(release, {**answers, wrong.part: wrong.source})
+            ),
+        ],
+        "moodle": [FixtureSubmission("Ana Lima", "77", notebook=release, extra_files={"readme.md": "hi"})],
         "blackboard": [
             FixtureSubmission("Sam Cole", "scole", extra_files={f"{ASSIGNMENT}.ipynb": "{ not json"})
         ],
     }
     for lms, subs in zips.items():
         zip_path = build_zip(lms, tmp_path / f"{lms}.zip", subs)
-        instructor(course, "collect", ASSIGNMENT, "--zip", str(zip_path), "--lms", lms)
-    instructor(course, "autograde", ASSIGNMENT, "--jobs", "2")
+        out = instructor(course, "collect", ASSIGNMENT, "--zip", str(zip_path), "--lms", lms).stdout
+        if lms == "moodle":
+            assert "ignored, not a notebook" in out and "readme.md" in out, out
+    out = instructor(course, "autograde", ASSIGNMENT, "--jobs", "2").stdout
+    assert "3 graded, 1 not-gradable" in out, out  # right, wrong, blank; the corrupt one
+    hint = next(line for line in out.splitlines() if line.startswith("details: "))
+    assert hint == (  # a command that works as printed, outside the venv too
+        f"details: {sys.executable} -m course_tools.grading status {ASSIGNMENT} --problems --course {course.root}"
+    )
+    proc = instructor(course, "feedback", ASSIGNMENT)
+    assert "3/3" in proc.stderr and "6/" not in proc.stderr, proc.stderr  # the progress bar counts each once
+    for student in ("4211", "1002", "77"):
+        assert (course.root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
     files = {}
     for fmt in ex.FORMATS:
         to = tmp_path / f"{fmt}.csv"
@@ -375,7 +397,10 @@ def test_lms_zips_to_every_format(tmp_path):
     assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", f"{ASSIGNMENT} (55)"]
     assert canvas[1][0].strip() == "Points Possible" and canvas[1][5] == "20"
     # only the student with a Canvas id; Student is the name Canvas's file names carry (squashed)
-    assert canvas[2:] == [["zhangwei", "4211", "", "", "", "20"]]
+    assert sorted(canvas[2:]) == [
+        ["jonesbob", "1002", "", "", "", "18"],
+        ["zhangwei", "4211", "", "", "", "20"],
+    ]
     states = by(read(tmp_path / "canvas-states.csv"), "student_id")
     assert (states["4211"]["late"], states["4211"]["in_upload"]) == ("yes", "yes")
     assert states["4211"]["state"] in ("graded", "graded-with-issues")
@@ -402,6 +427,7 @@ def test_lms_zips_to_every_format(tmp_path):
         "Cole",
     )  # Blackboard's receipt
     assert plain["4211"][ASSIGNMENT] == "20" and plain["4211"][f"{ASSIGNMENT} late"] == "yes"
+    assert plain["1002"][ASSIGNMENT] == "18" and plain["1002"][f"{ASSIGNMENT} late"] == "no"  # lost its 2
     assert plain["77"][f"{ASSIGNMENT} state"] in ("graded", "graded-with-issues")
     assert plain["scole"][f"{ASSIGNMENT} state"] == "not-gradable"
     assert plain["77"][ASSIGNMENT] == plain["scole"][ASSIGNMENT] == "0"
