@@ -113,7 +113,8 @@ class Course:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         if user:
             env["USER"] = env["LOGNAME"] = user
-        cmd = [venv_program("nbgrader"), *args, *self.common_args()]
+        # nbgrader's own entry point, with course_tools' import savings (course_tools/nbgrader_command.py)
+        cmd = [venv_program("python"), "-m", "course_tools.nbgrader_command", *args, *self.common_args()]
         proc = subprocess.Popen(
             cmd, cwd=cwd or self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
