@@ -112,7 +112,7 @@ def cmd_test(args: list[str]) -> int:
     """pytest; with no arguments the whole suite, on two xdist workers (see tests/conftest.py)."""
     ensure_system_packages()
     if not args:  # much of the suite waits on kernels, browsers and subprocesses: two at a time
-        args = ["-n", "2", "--dist", "loadgroup", "--durations=25"]
+        args = ["-n", "2", "--durations=25"]  # shared out by work unit: tests/conftest.py
     return run([str(VENV_PY), "-m", "pytest", *args])
 
 

@@ -2,6 +2,7 @@
 the book, built once per session for every test that reads it, and how `dev.py test` shares
 the tests between its pytest-xdist workers."""
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -36,21 +37,36 @@ def html(tmp_path_factory) -> Path:
     return out / "_build" / "html"
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Keep together what shares an expensive fixture, when pytest-xdist runs with --dist loadgroup.
+# How `dev.py test` shares the suite between its two pytest-xdist workers: as work units that
+# each keep an expensive fixture to one worker. (xdist's own --dist loadgroup marks do nothing
+# under pytest 9: xdist writes the group into Node._nodeid, which pytest 9 no longer reads.)
+SPLIT_BY_FIXTURE_PARAM = ("tests/test_grading_pipeline.py", "tests/test_robustness.py")
+_reads_book: dict[str, bool] = {}
 
-    Every test that reads the built book goes to one worker (the book is built once); every other
-    module stays whole on one worker (its module-scoped fixtures are made once), except that a
-    module-scoped fixture with parameters (a pipeline per assignment, the robustness suite per
-    executor) is split by parameter, so two assignments' pipelines can run side by side.
-    """
-    for item in items:
-        if "html" in getattr(item, "fixturenames", ()):
-            group = "book"
-        else:
-            group = item.module.__name__ if item.module else item.nodeid.split("::")[0]
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            for name in ("graded", "run"):
-                if name in params:
-                    group += f"-{params[name]}"
-        item.add_marker(pytest.mark.xdist_group(group))
+
+def work_unit(nodeid: str) -> str:
+    """The unit a test goes with: "book" for every file with a test that reads the built book
+    (built once), else its file (module fixtures made once), split by the first parameter for
+    the modules whose module-scoped fixture is parametrized (one assignment's pipeline, one
+    executor's robustness run), so two of those can run side by side."""
+    path = nodeid.split("::")[0]
+    if path not in _reads_book:
+        source = Path(__file__).parent.parent.joinpath(path)
+        text = source.read_text() if source.is_file() else ""
+        _reads_book[path] = re.search(r"def test_\w+\([^)]*\bhtml\b", text) is not None
+    if _reads_book[path]:
+        return "book"
+    if path in SPLIT_BY_FIXTURE_PARAM and nodeid.endswith("]"):
+        return f"{path}[{nodeid.rsplit('[', 1)[1].split('-')[0].rstrip(']')}]"
+    return path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scope scheduling (a unit at a time to a free worker), with `work_unit` as the scope."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)

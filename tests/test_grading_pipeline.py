@@ -384,15 +384,18 @@ def test_regrade_one_student_and_refresh_their_feedback(graded: GradedRun):
     student = sorted(graded.mistake_rounds)[0]
     shutil.copytree(course.path("submitted", student, a), course.path("submitted", "copycat", a))
     pages = {p: p.stat().st_mtime for p in course.path("feedback").glob(f"*/{a}/*.html")}
+    stale_before = summarise(course, a).stale.feedback  # test_regrading_is_idempotent regrades two
     time.sleep(1.1)  # the status store's graded_at counts whole seconds
     out = instructor(course, "autograde", a, "--student", student, "copycat", "--force", "--jobs", "2").stdout
-    assert f"feedback page(s) older than the grade: {student}" in out, out
-    assert f"feedback {a} --student {student}" in out
+    stale_line = rf"feedback page\(s\) older than the grade: [^\n]*\b{student}\b"
+    assert re.search(stale_line, out), out
+    if not stale_before:  # one stale page: the hint refreshes just that one
+        assert f"feedback {a} --student {student}" in out
     assert "graded submission(s) without a feedback page: copycat" in out
     assert re.search(rf"2 submissions, byte-identical, .*: (copycat, {student}|{student}, copycat)", out), out
 
     status = instructor(course, "status", a).stdout  # status warns of the same stale pages
-    assert f"feedback page(s) older than the grade: {student}" in status, status
+    assert re.search(stale_line, status), status
 
     instructor(course, "feedback", a, "--student", student)
     after = {p: p.stat().st_mtime for p in course.path("feedback").glob(f"*/{a}/*.html")}
