@@ -307,6 +307,19 @@ def test_refusals_say_what_to_do_and_write_nothing(course, tmp_path, capsys):
     assert sorted(p.name for p in elsewhere.iterdir()) == []
 
 
+def test_a_submission_that_could_not_be_graded_gets_a_page_saying_why(course):
+    """Before, a corrupt notebook got no feedback page at all (nbgrader renders only autograded ones)."""
+    from course_tools.grading.feedback_unreadable import write_unreadable_pages
+
+    pages = write_unreadable_pages(course, ASSIGNMENT)
+    assert [p.relative_to(course.root).parts for p in pages] == [
+        ("feedback", "carol", ASSIGNMENT, f"{ASSIGNMENT}.html")
+    ]
+    text = pages[0].read_text()
+    assert "0 of 20" in text and "notebook is not valid JSON" in text and f"{ASSIGNMENT}.ipynb" in text
+    assert write_unreadable_pages(course, ASSIGNMENT, ["bob"]) == []  # only the students asked for
+
+
 def test_a_failed_write_leaves_the_previous_files(tmp_path, monkeypatch):
     old_main, old_states = tmp_path / "c.csv", tmp_path / "c-states.csv"
     old_main.write_text("previous upload\n")
@@ -386,6 +399,8 @@ def test_lms_zips_to_every_format(tmp_path):
     assert "3/3" in proc.stderr and "6/" not in proc.stderr, proc.stderr  # the progress bar counts each once
     for student in ("4211", "1002", "77"):
         assert (course.root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
+    unreadable = (course.root / "feedback" / "scole" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "could not be graded" in unreadable and "0 of 20" in unreadable, unreadable
     files = {}
     for fmt in ex.FORMATS:
         to = tmp_path / f"{fmt}.csv"

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from ..paths import env_with_venv
 from .course import Course, NbgraderError
 from .executor import RunOptions, autograde
+from .feedback_unreadable import write_unreadable_pages
 from .sandbox import GiB, unavailable_reason
 from .status import StatusStore, format_table
 
@@ -357,6 +358,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             nbgrader(course, "generate_feedback", a, "--force", f"--student={student}")
     else:
         nbgrader(course, "generate_feedback", a, "--force", progress=f"feedback {a}", total=len(students))
+    unreadable = write_unreadable_pages(course, a, args.student)
+    if unreadable:
+        print(f"{len(unreadable)} page(s) for submissions that could not be graded (why, and what to do)")
     hidden = [re.sub(r"\s+", "", h) for h in hidden_test_lines(course, a)]
     leaked = []
     for html in sorted((course.root / course.feedback_directory).glob(f"*/{a}/*.html")):
