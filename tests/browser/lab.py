@@ -129,9 +129,16 @@ def notebook_state(driver) -> dict | None:
 
 
 def wait_for(driver, predicate, timeout: float, what: str, poll: float = 0.5):
+    """Poll predicate(driver) until it is truthy. An element that JupyterLab re-rendered between
+    being found and being read (a widget replacing its output) counts as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.time() + timeout
     while True:
-        value = predicate(driver)
+        try:
+            value = predicate(driver)
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if time.time() > deadline:
