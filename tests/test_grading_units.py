@@ -753,3 +753,23 @@ def test_what_comes_back_from_a_call_is_chosen_one_level_deep():
     assert [id(t) for t in held] == [id(leaf), *map(id, layer.parameters()), id(leaf)]
     assert functions([helper, len, [helper], {"f": helper}, [[helper]], lambda: 0])[:3] == [helper] * 3
     assert len(functions([helper, len, [helper], {"f": helper}, [[helper]]])) == 3
+
+
+def test_stale_kernel_parent_folders_of_dead_workers_are_swept(tmp_path):
+    """A worker killed mid-submission leaves its socket folder; the next kernel parent removes it."""
+    import subprocess
+    import sys
+
+    from course_tools.grading.warm import sweep_stale_runtime_roots
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"cgw-{gone.pid}-abc"
+    (dead / "k-1").mkdir(parents=True)
+    (dead / "k-1" / "connection.json").write_text("{}")
+    alive = tmp_path / f"cgw-{os.getpid()}-def"
+    alive.mkdir()
+    unnamed = tmp_path / "cgw-xyz"  # not this scheme: left alone
+    unnamed.mkdir()
+    assert sweep_stale_runtime_roots(tmp_path) == [dead]
+    assert not dead.exists() and alive.is_dir() and unnamed.is_dir()

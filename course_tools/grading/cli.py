@@ -32,6 +32,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..paths import env_with_venv
+from . import alembic_head
 from .course import Course, NbgraderError
 from .executor import RunOptions, autograde
 from .feedback_unreadable import write_unreadable_pages
@@ -551,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ["PATH"] = env_with_venv()["PATH"]
+    alembic_head.install()  # autograde's template gradebook: no `alembic heads` subprocess
     args = build_parser().parse_args(argv)
     return args.func(args)
 

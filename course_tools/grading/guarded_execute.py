@@ -28,18 +28,53 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from queue import Empty
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Enum, Integer, Unicode
 
 from . import sandbox, warm
 from .cells import is_test_cell, nbgrader_meta
 from .checked_execute import CheckedExecute
 from .checker import Checker
+
+
+class PromptClient(AsyncKernelClient):
+    """jupyter_client's async client, ready as soon as the kernel has answered on both channels.
+
+    jupyter_client's `wait_for_ready` ends by draining IOPub until it has been quiet for 0.2 s,
+    a fixed fifth of a second per kernel; a warm kernel starts in about that time. Here the
+    leftovers of the readiness check (the kernel_info's busy and idle) are drained without
+    waiting: nbclient ignores IOPub messages of other requests anyway.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:  # IOPub is connected once it carries the kernel_info's status
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        while await self.iopub_channel.msg_ready():
+            await self.iopub_channel.get_msg(timeout=0)
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -62,6 +97,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.workdir, self.runtime_dir, self.limits = workdir, runtime_dir, limits
         self.kernel_parent = kernel_parent
         self.connection_file = str(runtime_dir / "connection.json")
+        self.client_factory = PromptClient
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
@@ -83,6 +119,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.kernel_spec.interrupt_mode = "message"  # a signal to bwrap would not reach the kernel
         return cmd, kw
 
+    async def _async_wait(self, pollinterval: float = 0.1) -> None:
+        if self.kernel_parent is not None:  # a forked kernel's end is reported at once: look often
+            pollinterval = warm.EXIT_POLL_SECONDS
+        await super()._async_wait(pollinterval=pollinterval)
+
 
 class GuardedExecute(CheckedExecute):
     """Execute a submission the way nbgrader does, but sandboxed, checked outside the kernel and crash tolerant."""
@@ -98,6 +139,11 @@ class GuardedExecute(CheckedExecute):
     runtime_root = Unicode("", help="Directory for kernels' socket directories (short path).").tag(
         config=True
     )
+    shutdown_kernel = Enum(
+        ["graceful", "immediate"],
+        default_value="immediate",
+        help="Stop a graded kernel at once: its atexit hooks are the student's code and change no score.",
+    ).tag(config=True)
     max_restarts = Integer(3, help="Kernel restarts allowed per notebook.").tag(config=True)
     max_output_bytes = Integer(2_000_000, help="Output kept per cell while it runs.").tag(config=True)
     memory_bytes = Integer(sandbox.Limits.memory_bytes).tag(config=True)

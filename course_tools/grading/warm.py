@@ -11,6 +11,7 @@ see an ordinary kernel whose process they can poll, signal and kill.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -29,6 +30,7 @@ from jupyter_client.provisioning import LocalProvisioner
 from . import sandbox
 
 READY_TIMEOUT = 180.0  # seconds for the zygote to import torch & co. on a loaded machine
+EXIT_POLL_SECONDS = 0.005  # how often a stopping kernel is checked (jupyter_client's default: 0.1)
 
 
 class KernelParentError(RuntimeError):
@@ -98,7 +100,8 @@ class KernelParent:
         self.work_root, self.limits = Path(work_root).resolve(), limits
         self.work_root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work_root, 0o711)
-        self.runtime_root = Path(tempfile.mkdtemp(prefix="cgw-", dir="/tmp"))
+        sweep_stale_runtime_roots()
+        self.runtime_root = Path(tempfile.mkdtemp(prefix=f"cgw-{os.getpid()}-", dir="/tmp"))
         sandbox.prepare_dirs(self.work_root, self.runtime_root)
         os.chmod(self.work_root, 0o711)  # prepare_dirs opened it to all: the kernels only need to pass
         self.socket = self.runtime_root / "zygote.sock"
@@ -159,6 +162,35 @@ class KernelParent:
         shutil.rmtree(self.runtime_root, ignore_errors=True)
 
 
+def sweep_stale_runtime_roots(tmp: Path = Path("/tmp")) -> list[Path]:
+    """Remove the socket folders (`cgw-<pid>-*`) of this user's workers that are gone.
+
+    A worker killed for a submission's timeout never runs `close`, so its folder stays behind;
+    the next kernel parent started on the machine removes it. Returns what it removed.
+    """
+    removed = []
+    for path in tmp.glob("cgw-*-*"):
+        pid = path.name.split("-")[1]
+        try:
+            mine = path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.geteuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 _parents: dict[tuple, KernelParent] = {}
 
 
@@ -188,3 +220,9 @@ class WarmProvisioner(LocalProvisioner):
         self.pid, self.pgid = self.process.pid, None
         self.cwd = str(self.workdir)
         return self.connection_info
+
+    async def wait(self) -> int | None:
+        """As the local provisioner's, polling every 5 ms instead of 100 (the supervisor reports the exit at once)."""
+        while self.process is not None and await self.poll() is None:
+            await asyncio.sleep(EXIT_POLL_SECONDS)
+        return await super().wait()
