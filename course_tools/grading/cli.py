@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shlex
+import statistics
 import sys
 import zipfile
 from pathlib import Path
@@ -315,8 +316,10 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     done = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "nothing to do"
     per = summary.per_submission
     own = summary.notebook_seconds
+    beyond = statistics.median(p - o for p, o in zip(per, own, strict=True)) if per else 0.0
     mean = (
-        f", {sum(per) / len(per):.1f} s per submission ({sum(own) / len(own):.1f} s of it running the notebook)"
+        f", {sum(per) / len(per):.1f} s per submission ({sum(own) / len(own):.1f} s of it running the"
+        f" notebook; median {beyond:.2f} s beyond it)"
         if per
         else ""
     )
