@@ -61,12 +61,44 @@ def work_unit(nodeid: str) -> str:
     return path
 
 
+# Seconds each slow unit took on one of two workers in a clean-clone run of .ci/run (rounded up).
+# Only the order of the units depends on these: the heaviest goes first, so that the two
+# workers finish together instead of one running a 6-minute unit alone at the end (xdist's
+# own order, by number of tests, put the one-test walk-through and Dask units last).
+UNIT_SECONDS = {
+    "book": 1200,
+    "tests/test_robustness.py[dask]": 600,
+    "tests/test_grading_pipeline.py[ps01_mistakes]": 550,
+    "tests/test_instructor_docs.py": 380,
+    "tests/test_robustness.py[local]": 330,
+    "tests/test_grading_pipeline.py[ps02_mistakes]": 300,
+    "tests/test_grading_pipeline.py[ps03_mistakes]": 300,
+    "tests/test_grading_pipeline.py[ps04_mistakes]": 300,
+    "tests/test_grading_pipeline.py[ps05_mistakes]": 250,
+    "tests/test_dask_grading.py": 210,
+    "tests/test_warm_isolation.py": 200,
+    "tests/test_lms_export.py": 200,
+    "tests/test_postgres.py": 150,
+}
+SECONDS_PER_OTHER_TEST = 1  # most tests of the other files take well under a second
+
+
+def unit_seconds(unit: str, n_tests: int) -> float:
+    return UNIT_SECONDS.get(unit, SECONDS_PER_OTHER_TEST * n_tests)
+
+
 def pytest_xdist_make_scheduler(config, log):
-    """xdist's scope scheduling (a unit at a time to a free worker), with `work_unit` as the scope."""
+    """xdist's scope scheduling (a unit at a time to a free worker), with `work_unit` as the scope,
+    handing out the heaviest remaining unit first (see UNIT_SECONDS)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByWorkUnit(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            heaviest = max(self.workqueue, key=lambda unit: unit_seconds(unit, len(self.workqueue[unit])))
+            self.workqueue.move_to_end(heaviest, last=False)
+            super()._assign_work_unit(node)
 
     return ByWorkUnit(config, log)
