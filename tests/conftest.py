@@ -3,6 +3,7 @@ the book, built once per session for every test that reads it, and how `dev.py t
 the tests between its pytest-xdist workers."""
 
 import re
+from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -102,3 +103,33 @@ def pytest_xdist_make_scheduler(config, log):
             super()._assign_work_unit(node)
 
     return ByWorkUnit(config, log)
+
+
+# What each work unit cost and where it ran, printed at the end of a run on several workers:
+# the figures to keep UNIT_SECONDS true (test time: setup, call and teardown of its tests).
+_unit_seconds: dict[str, float] = defaultdict(float)
+_unit_worker: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    node = getattr(report, "node", None)  # set by xdist on the reports its workers send back
+    if node is None or not isinstance(getattr(report, "duration", None), float):
+        return
+    unit = work_unit(report.nodeid)
+    _unit_seconds[unit] += report.duration
+    _unit_worker[unit] = getattr(getattr(node, "gateway", None), "id", "?")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _unit_seconds:
+        return
+    by_worker: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for unit, seconds in _unit_seconds.items():
+        by_worker[_unit_worker[unit]].append((seconds, unit))
+    terminalreporter.section("test time per work unit")
+    for worker, units in sorted(by_worker.items()):
+        units.sort(reverse=True)
+        heavy = ", ".join(f"{unit} {seconds:.0f}" for seconds, unit in units[:12])
+        terminalreporter.write_line(
+            f"{worker}: {sum(s for s, _ in units):.0f} s in {len(units)} units; heaviest: {heavy}"
+        )
