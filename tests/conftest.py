@@ -62,24 +62,27 @@ def work_unit(nodeid: str) -> str:
     return path
 
 
-# Seconds each slow unit took on one of two workers in a clean-clone run of .ci/run (rounded up).
+# Seconds each slow unit took on one of two workers in a clean-clone run of .ci/run (rounded up;
+# the "test time per work unit" section at the end of such a run).
 # Only the order of the units depends on these: the heaviest goes first, so that the two
 # workers finish together instead of one running a 6-minute unit alone at the end (xdist's
 # own order, by number of tests, put the one-test walk-through and Dask units last).
 UNIT_SECONDS = {
-    "book": 1200,
-    "tests/test_robustness.py[dask]": 600,
-    "tests/test_grading_pipeline.py[ps01_mistakes]": 550,
-    "tests/test_instructor_docs.py": 380,
-    "tests/test_robustness.py[local]": 330,
-    "tests/test_grading_pipeline.py[ps02_mistakes]": 300,
-    "tests/test_grading_pipeline.py[ps03_mistakes]": 300,
-    "tests/test_grading_pipeline.py[ps04_mistakes]": 300,
-    "tests/test_grading_pipeline.py[ps05_mistakes]": 250,
-    "tests/test_dask_grading.py": 210,
-    "tests/test_warm_isolation.py": 200,
-    "tests/test_lms_export.py": 200,
+    "book": 660,
+    "tests/test_grading_pipeline.py[ps01_mistakes]": 490,
+    "tests/test_robustness.py[dask]": 380,
+    "tests/test_robustness.py[local]": 340,
+    "tests/test_instructor_docs.py": 330,
+    "tests/test_grading_pipeline.py[ps03_mistakes]": 310,
+    "tests/test_grading_pipeline.py[ps04_mistakes]": 290,
+    "tests/test_grading_pipeline.py[ps05_mistakes]": 280,
+    "tests/test_grading_pipeline.py[ps02_mistakes]": 260,
+    "tests/test_lms_export.py": 190,
+    "tests/test_warm_isolation.py": 180,
+    "tests/test_dask_grading.py": 180,
     "tests/test_postgres.py": 150,
+    "tests/test_browser_lab.py": 130,
+    "tests/test_exercises.py": 70,
 }
 SECONDS_PER_OTHER_TEST = 1  # most tests of the other files take well under a second
 
