@@ -391,6 +391,8 @@ def test_regrade_one_student_and_refresh_their_feedback(graded: GradedRun):
     assert re.search(stale_line, out), out
     if not stale_before:  # one stale page: the hint refreshes just that one
         assert f"feedback {a} --student {student}" in out
+    else:  # several: it refreshes every page
+        assert f"feedback {a}  (every page)" in out, out
     assert "graded submission(s) without a feedback page: copycat" in out
     assert re.search(rf"2 submissions, byte-identical, .*: (copycat, {student}|{student}, copycat)", out), out
 

@@ -183,11 +183,11 @@ def sweep_stale_runtime_roots(tmp: Path = Path("/tmp")) -> list[Path]:
 
 def _running(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it exists, as another user
+        pass
     return True
 
 
