@@ -25,7 +25,6 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 
 from .cells import is_locked_setup, is_test_cell, nbgrader_meta, visible_part
-from .checker import Checker
 
 
 class CheckedExecute(Execute):
@@ -35,6 +34,10 @@ class CheckedExecute(Execute):
     _current_index = 0
 
     def preprocess(self, nb, resources=None, km=None):
+        # Imported here, not at the top: every nbgrader command reads the course's config, which
+        # names this class, and the checker imports torch and course_lib (~4 s of every command).
+        from .checker import Checker
+
         self.checker = Checker(self._run_in_kernel)
         self.verdicts: dict[str, dict] = {}
         return super().preprocess(nb, resources, km)
