@@ -67,8 +67,9 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
 def preload() -> None:
     """Import what every assignment's kernel imports, so each forked kernel starts warm.
 
-    Besides the libraries, what IPKernelApp.initialize imports (the kernel class, its shell, its
-    debugger with debugpy, IPython's completer and magics): ~0.2 s of every kernel's start.
+    Besides the libraries (and the parts of torch they load on first use), what
+    IPKernelApp.initialize imports (the kernel class, its shell, its debugger with debugpy,
+    IPython's completer and magics): ~0.2 s of every kernel's start.
     """
     import ipykernel.debugger  # noqa: F401
     import ipykernel.ipkernel  # noqa: F401
@@ -89,6 +90,11 @@ def preload() -> None:
     import torch  # noqa: F401
 
     torch.backends.cpu.get_cpu_capability()  # reads /proc/cpuinfo once, here, for every kernel
+    # A notebook's first optimizer imports torch._dynamo (torch.optim's add_param_group is wrapped
+    # to keep the compiler out), and seed_everything's use_deterministic_algorithms imports
+    # torch._inductor.config: together ~2.3 s of each kernel's run, paid here once instead.
+    import torch._dynamo  # noqa: F401
+    import torch._inductor.config  # noqa: F401
 
     import course_lib  # noqa: F401
     import course_tools.grading.kernel.link  # noqa: F401
