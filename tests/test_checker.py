@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import queue
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,13 +19,15 @@ from course_lib.checks import CheckFailed, ForbiddenCall
 from course_tools.grading.cells import hidden_lines, visible_part
 from course_tools.grading.checker import Checker, _free_names, decode
 from course_tools.grading.kernel.link import encode
+from course_tools.grading.link_session import KernelControl, LinkSession, LinkTimeout
 
 
 class Kernel:
-    """A real kernel and a run_in_kernel that returns nbformat-like outputs, as nbclient would."""
+    """A real kernel, and the checker's calls into it over the same link session autograde uses."""
 
-    def __init__(self):
+    def __init__(self, folder: Path):
         self.km, self.kc = start_new_kernel(kernel_name="python3")
+        self.folder, self.sessions = folder, 0
 
     def run(self, code: str) -> list[dict]:
         msg_id = self.kc.execute(code)
@@ -47,14 +51,32 @@ class Kernel:
             elif kind == "status" and content["execution_state"] == "idle":
                 return outputs
 
+    def control(self) -> KernelControl:
+        def replied(msg_id: str) -> bool:
+            while self.kc.shell_channel.msg_ready():
+                if self.kc.get_shell_msg(timeout=0)["parent_header"].get("msg_id") == msg_id:
+                    return True
+            return False
+
+        return KernelControl(
+            execute=lambda code: self.kc.execute(code, store_history=False, stop_on_error=False),
+            replied=replied,
+            alive=self.km.is_alive,
+            interrupt=self.km.interrupt_kernel,
+        )
+
+    def session(self, timeout: float | None = 60) -> LinkSession:
+        self.sessions += 1
+        return LinkSession(self.control(), self.folder / f"l{self.sessions}", timeout)
+
     def close(self):
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
 
 
 @pytest.fixture(scope="module")
-def kernel():
-    k = Kernel()
+def kernel(tmp_path_factory):
+    k = Kernel(tmp_path_factory.mktemp("link"))
     k.run("import torch, torch.nn.functional as F")
     yield k
     k.close()
@@ -62,7 +84,10 @@ def kernel():
 
 @pytest.fixture
 def checker(kernel):
-    return Checker(kernel.run)
+    """A checker whose calls share one session, as one test cell's calls do."""
+    session = kernel.session()
+    yield Checker(session.call)
+    session.close()
 
 
 def define(kernel: Kernel, code: str) -> None:
@@ -278,3 +303,78 @@ def test_encode_decode_round_trip_without_a_kernel():
     value = {"W": torch.randn(2, 2), "n": 3, "t": (1.5, None)}
     back = decode(encode(value))
     assert torch.equal(back["W"], value["W"]) and back["n"] == 3 and back["t"] == (1.5, None)
+
+
+# ---------------------------------------------------------------- the link session's failure modes
+
+
+def test_a_call_past_the_timeout_is_interrupted_and_the_kernel_goes_on(kernel):
+    define(kernel, "def spins(x):\n    while True:\n        pass")
+    session = kernel.session(timeout=1)
+    started = time.monotonic()
+    with pytest.raises(LinkTimeout, match="spins ran longer than 1 s and was interrupted"):
+        session.call("spins", _payload(1))
+    session.close()
+    assert session.timed_out and not session.stuck
+    assert time.monotonic() - started < 10
+    checker = Checker(kernel.session().call)  # the next cell's calls are answered as before
+    define(kernel, "def triple(x):\n    return 3 * x")
+    assert checker.call("triple", (2,), {}) == 6
+
+
+def test_a_replaced_link_fails_the_call_at_once(kernel):
+    define(kernel, "import course_tools.grading.kernel.link as L\n_saved, L.serve = L.serve, lambda *a: None")
+    try:
+        started = time.monotonic()
+        with pytest.raises(CheckFailed, match="the grading link did not start"):
+            kernel.session().call("anything", _payload())
+        assert time.monotonic() - started < 5
+    finally:
+        define(kernel, "L.serve = _saved")
+
+
+def test_what_a_call_prints_stays_in_the_kernel(kernel, checker):
+    define(
+        kernel,
+        "def noisy(x):\n    print('spam ' * 1000)\n    import sys; sys.stderr.write('err')\n    return x",
+    )
+    assert checker.call("noisy", (5,), {}) == 5
+
+
+def test_a_kernel_dying_in_a_call_is_a_dead_kernel(tmp_path):
+    from nbclient.exceptions import DeadKernelError
+
+    k = Kernel(tmp_path)
+    try:
+        define(k, "def dies(x):\n    import os\n    os._exit(3)")
+        with pytest.raises(DeadKernelError):
+            Checker(k.session().call).call("dies", (1,), {})
+    finally:
+        k.close()
+
+
+def test_a_kernel_that_ignores_the_interrupt_is_reported_stuck(tmp_path):
+    k = Kernel(tmp_path)
+    try:
+        define(k, "def ready(x):\n    return x")
+        define(
+            k,
+            "def stubborn(x):\n    import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    while True:\n        pass",
+        )
+        warm_up = k.session(timeout=120)  # the link's first call imports what it needs
+        assert warm_up.call("ready", _payload(1))["ok"]
+        warm_up.close()
+        session = k.session(timeout=2)
+        with pytest.raises(LinkTimeout):
+            session.call("stubborn", _payload(1))
+        assert session.timed_out and session.stuck
+    finally:
+        k.close()
+
+
+def _payload(*args) -> str:
+    import base64
+
+    import cloudpickle
+
+    return base64.b64encode(cloudpickle.dumps({"args": args, "kwargs": {}})).decode()

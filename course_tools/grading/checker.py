@@ -23,7 +23,6 @@ import base64
 import builtins
 import contextlib
 import io
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from nbclient.exceptions import DeadKernelError
 
 from course_lib.checks import CheckFailed, ForbiddenCall
 
-from .kernel.link import AUTOGRAD_TARGETS, MIME, TENSOR_DTYPES, functions, grad_holders
+from .kernel.link import AUTOGRAD_TARGETS, TENSOR_DTYPES, functions, grad_holders
 
 # aten ops that betray a forbidden built-in however it was reached (alias, private helper, C binding).
 BETRAYING_OPS: dict[str, tuple[str, ...]] = {
@@ -73,13 +72,15 @@ class _CallContext:
 
 
 class Checker:
-    """One notebook's grading namespace, driving the student's kernel through `run_in_kernel`.
+    """One notebook's grading namespace, driving the student's kernel through `call_in_kernel`.
 
-    run_in_kernel(code) executes code in the kernel and returns its outputs (nbformat outputs).
+    call_in_kernel(name, payload) runs the student's function `name` in the kernel on the
+    arguments in payload (base64 cloudpickle) and returns the kernel's reply, plain data
+    (course_tools.grading.link_session.LinkSession.call); CheckFailed when there is none.
     """
 
-    def __init__(self, run_in_kernel: Callable[[str], list]):
-        self._run_in_kernel = run_in_kernel
+    def __init__(self, call_in_kernel: Callable[[str, str], dict]):
+        self._call_in_kernel = call_in_kernel
         self._ctx = _CallContext()
         self.namespace: dict[str, Any] = {"__name__": "__course_checker__", "__builtins__": builtins}
         self.calls = 0
@@ -153,15 +154,8 @@ class Checker:
             "substitute": dict(self._ctx.substitute),
         }
         payload = base64.b64encode(cloudpickle.dumps(request)).decode()
-        code = (
-            "import course_tools.grading.kernel.link as _course_link_\n"
-            f"_course_link_.call(globals(), {name!r}, {payload!r})"
-        )
         self.calls += 1
-        outputs = self._run_in_kernel(code)
-        reply = _find_reply(outputs)
-        if reply is None:
-            raise CheckFailed(f"calling {name} gave no answer: {_describe(outputs)}")
+        reply = self._call_in_kernel(name, payload)
         forbidden = [str(t) for t in reply.get("forbidden", [])]
         ops = {str(op) for op in reply.get("ops", [])}
         for group, reason in self._ctx.forbid:
@@ -199,25 +193,6 @@ class Proxy:
 
 
 # ---------------------------------------------------------------------------- replies
-
-
-def _find_reply(outputs: list) -> dict | None:
-    for out in outputs:
-        if out.get("output_type") in ("display_data", "execute_result"):
-            data = out.get("data", {}).get(MIME)
-            if isinstance(data, str):
-                with contextlib.suppress(ValueError):
-                    data = json.loads(data)
-            if isinstance(data, dict):
-                return data
-    return None
-
-
-def _describe(outputs: list) -> str:
-    for out in outputs:
-        if out.get("output_type") == "error":
-            return f"{out.get('ename')}: {out.get('evalue')}"[:500]
-    return "the kernel sent no reply (was the grading link replaced?)"
 
 
 _DTYPES = {name: getattr(torch, name) for name in TENSOR_DTYPES}

@@ -192,8 +192,6 @@ class GuardedExecute(CheckedExecute):
             self._events["memory"].append(label)
 
     def output(self, outs, msg, display_id, cell_index):
-        if self.link_running:  # a proxied call's reply: the grader reads it, the cell never shows it
-            return super().output(outs, msg, display_id, cell_index)
         size = len(str(msg.get("content", "")))
         used = self._output_bytes.get(cell_index, 0)
         self._output_bytes[cell_index] = used + size
@@ -215,8 +213,9 @@ class GuardedExecute(CheckedExecute):
         self._events: dict[str, list] = {"crashes": [], "truncated": [], "timeouts": [], "memory": []}
         # Where the time went: starting kernels (a fork when warm) and running the cells with their checks.
         self._timing = {"kernel_start_seconds": 0.0, "cells_seconds": 0.0}
-        self.checker = Checker(self._run_in_kernel)
+        self.checker = Checker(self._call_in_kernel)
         self.verdicts = {}
+        self._session, self._links = None, 0
         try:
             self._run_cells(nb, resources)
         finally:
@@ -226,6 +225,13 @@ class GuardedExecute(CheckedExecute):
                 Path(self.report_path).write_text(json.dumps(report, indent=1))
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _link_path(self, n: int) -> Path:
+        return self._runtime / f"l{n}"  # the kernel's own socket folder, which the sandbox lets it write
+
+    def _link_timed_out(self, label: str, stuck: bool) -> None:
+        self._events["timeouts"].append(label)
+        super()._link_timed_out(label, stuck)
 
     def _run_cells(self, nb: NotebookNode, resources) -> None:
         cells = nb.cells

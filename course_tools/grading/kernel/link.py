@@ -1,16 +1,20 @@
 """The student's side of the grading link: run one graded function on the grader's inputs.
 
 The grader (course_tools.grading.checker) never trusts the student's kernel with a check.
-For each call a test makes, it sends this kernel a snippet
+When a test cell makes its first call of a student's function, the grader runs
 
     import course_tools.grading.kernel.link as _course_link_
-    _course_link_.call(globals(), "relative_error", "<base64 cloudpickle of the arguments>")
+    _course_link_.serve(globals(), "<a unix socket path in the kernel's own folder>")
 
-`call` runs the student's function on those arguments and publishes one display-data
-message of type MIME: the return value and the arguments' state afterwards, as plain data
-(numbers, strings, lists, dicts, and tensors as dtype + shape + raw bytes), plus what the
-forbidden-call watch saw. Nothing the grader compares with ever enters this process, and
-nothing but plain data leaves it: no pickle, no subclass, no __eq__ survives the crossing.
+in the kernel, and sends each call of that cell over the socket: the function's name and a
+base64 cloudpickle of the arguments (course_tools.grading.link_session is the grader's end).
+`answer` runs the student's function on them and replies with the return value and the
+arguments' state afterwards, as plain data (numbers, strings, lists, dicts, and tensors as
+dtype + shape + raw bytes), plus what the forbidden-call watch saw. When the grader hangs up
+at the end of the cell, `serve` returns. Nothing the grader compares with ever enters this
+process, and nothing but plain data leaves it: no pickle, no subclass, no __eq__ survives
+the crossing. (A call over the socket costs about a millisecond; the same call as a cell of
+its own took ~20 ms, most of it the kernel's own handling of an execute request.)
 
 A student can patch this module. That changes only what their own answers are; it cannot
 change the grader's references or comparisons. The forbidden-call watch (patched
@@ -22,12 +26,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import math
+import os
+import socket
+import struct
 from collections.abc import MutableMapping
 from typing import Any
 
-MIME = "application/x-course-link+json"
 MAX_ITEMS = 2_000_000  # elements of all tensors in one reply; more is reported, not sent
+MAX_FRAME_BYTES = 64 << 20  # a request or reply on the socket; MAX_ITEMS of float64 fit with room
 
 TENSOR_DTYPES = (
     "float64",
@@ -47,10 +55,67 @@ class ForbiddenCall(AssertionError):
     """Raised inside the student's function when it calls a built-in the part forbids."""
 
 
-def call(namespace: MutableMapping[str, Any], name: str, payload: str) -> None:
-    """Run namespace[name] on the grader's arguments and publish the reply (see module doc)."""
+def serve(namespace: MutableMapping[str, Any], path: str) -> None:
+    """Answer the grader's calls on a unix socket at `path` until it hangs up (one test cell's calls)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(1)
+        conn, _ = listener.accept()
+    finally:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    with conn:
+        while (frame := read_frame(conn)) is not None:
+            request = json.loads(frame)
+            reply = answer(namespace, request["name"], request["payload"])
+            try:
+                data = json.dumps(reply).encode()
+            except (TypeError, ValueError) as exc:  # encode() makes plain data; this is a last guard
+                data = json.dumps({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}})
+                data = data.encode()
+            try:
+                write_frame(conn, data)
+            except OSError:  # the grader hung up first (it gave up on a call that ran too long)
+                return
+
+
+def write_frame(conn: socket.socket, data: bytes) -> None:
+    """One message on the link: its length (4 bytes, big-endian), then the bytes."""
+    conn.sendall(struct.pack(">I", len(data)) + data)
+
+
+def read_frame(conn: socket.socket, limit: int = MAX_FRAME_BYTES) -> bytes | None:
+    """The next message, or None when the other end has hung up; ValueError when it is too large."""
+    head = _read_exactly(conn, 4)
+    if head is None:
+        return None
+    (size,) = struct.unpack(">I", head)
+    if size > limit:
+        raise ValueError(f"a message of {size} bytes, more than the link's {limit}")
+    data = _read_exactly(conn, size)
+    if data is None:
+        raise ConnectionError("the link closed in the middle of a message")
+    return data
+
+
+def _read_exactly(conn: socket.socket, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = conn.recv(min(n - got, 1 << 20))
+        if not chunk:
+            if got:
+                raise ConnectionError("the link closed in the middle of a message")
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def answer(namespace: MutableMapping[str, Any], name: str, payload: str) -> dict[str, Any]:
+    """Run namespace[name] on the grader's arguments; the reply as plain data (see module doc)."""
     import cloudpickle
-    from IPython.display import publish_display_data
 
     request = cloudpickle.loads(base64.b64decode(payload))
     args, kwargs = request["args"], request["kwargs"]
@@ -84,7 +149,7 @@ def call(namespace: MutableMapping[str, Any], name: str, payload: str) -> None:
     ]
     reply["args"] = [_safe_encode(_state(a), budget) for a in args]
     reply["kwargs"] = {k: _safe_encode(_state(v), budget) for k, v in kwargs.items()}
-    publish_display_data({MIME: reply})
+    return reply
 
 
 def _message(exc: BaseException) -> str:
