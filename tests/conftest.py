@@ -68,21 +68,23 @@ def work_unit(nodeid: str) -> str:
 # workers finish together instead of one running a 6-minute unit alone at the end (xdist's
 # own order, by number of tests, put the one-test walk-through and Dask units last).
 UNIT_SECONDS = {
-    "book": 660,
-    "tests/test_grading_pipeline.py[ps01_mistakes]": 490,
-    "tests/test_robustness.py[dask]": 380,
-    "tests/test_robustness.py[local]": 340,
-    "tests/test_instructor_docs.py": 330,
-    "tests/test_grading_pipeline.py[ps03_mistakes]": 310,
-    "tests/test_grading_pipeline.py[ps04_mistakes]": 290,
-    "tests/test_grading_pipeline.py[ps05_mistakes]": 280,
-    "tests/test_grading_pipeline.py[ps02_mistakes]": 260,
-    "tests/test_lms_export.py": 190,
-    "tests/test_warm_isolation.py": 180,
-    "tests/test_dask_grading.py": 180,
-    "tests/test_postgres.py": 150,
-    "tests/test_browser_lab.py": 130,
-    "tests/test_exercises.py": 70,
+    "book": 700,
+    "tests/test_grading_pipeline.py[ps01_mistakes]": 300,
+    "tests/test_robustness.py[dask]": 260,
+    "tests/test_robustness.py[local]": 190,
+    "tests/test_grading_pipeline.py[ps02_mistakes]": 190,
+    "tests/test_instructor_docs.py": 180,
+    "tests/test_grading_pipeline.py[ps05_mistakes]": 180,
+    "tests/test_grading_pipeline.py[ps04_mistakes]": 180,
+    "tests/test_grading_pipeline.py[ps03_mistakes]": 170,
+    "tests/test_browser_lab.py": 150,
+    "tests/test_dask_grading.py": 130,
+    "tests/test_postgres.py": 100,
+    "tests/test_warm_isolation.py": 100,
+    "tests/test_lms_export.py": 70,
+    "tests/test_diagnosis_models.py": 40,
+    "tests/test_checker.py": 30,
+    "tests/test_exercises.py": 30,
 }
 SECONDS_PER_OTHER_TEST = 1  # most tests of the other files take well under a second
 

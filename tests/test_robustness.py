@@ -10,8 +10,9 @@ every pipeline test);
 then each must have its expected state, lose exactly its expected test cells,
 and have its reason in the status table; the gradebook must hold one row per
 grade cell per student; nothing a submission did may reach solutions/, the
-gradebook, another student or the network; feedback shows no hidden test; and
-grading again gives the same grades.
+gradebook, another student or the network; feedback shows no hidden test (on the Dask run,
+which holds every case); and grading again gives the same grades (on the local run: a regrade
+runs on local workers whichever executor graded first).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Run:
     status: dict[str, dict]
     maxima: dict[str, float]
     autograde_output: str
+    executor: str
 
 
 @pytest.fixture(scope="module", params=["local", "dask"])
@@ -90,7 +92,7 @@ def run(request, tmp_path_factory) -> Run:
             )
     assert proc.returncode == 0, f"autograde reported failures:\n{proc.stdout}\n{proc.stderr[-3000:]}"
 
-    return Run(course, cases, scores(course), status(course), max_scores(course), proc.stdout)
+    return Run(course, cases, scores(course), status(course), max_scores(course), proc.stdout, request.param)
 
 
 @pytest.mark.parametrize("student", [c.student for c in S.cases("", "")])
@@ -167,6 +169,8 @@ def test_other_students_unaffected(run: Run):
 
 
 def test_feedback_never_shows_hidden_tests(run: Run):
+    if run.executor == "local":  # pages come from the gradebook and the notebooks, whoever graded them
+        pytest.skip("checked on the Dask run, which grades every case")
     proc = instructor(run.course, "feedback", ASSIGNMENT, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     html = {p.parts[-3]: p.read_text() for p in (run.course.root / "feedback").glob(f"*/{ASSIGNMENT}/*.html")}
@@ -180,6 +184,8 @@ def test_feedback_never_shows_hidden_tests(run: Run):
 
 
 def test_regrading_gives_identical_grades(run: Run):
+    if run.executor == "dask":  # the regrade below runs on local workers whichever graded first
+        pytest.skip("checked on the local run; test_dask_grading compares Dask's grades with a local run's")
     unchanged = instructor(run.course, "autograde", ASSIGNMENT, "--jobs", "2", *LIMITS)
     assert f"{len(run.cases)} unchanged skipped" in unchanged.stdout, unchanged.stdout
     instructor(run.course, "autograde", ASSIGNMENT, "--jobs", "2", "--force", "--student", *REGRADE, *LIMITS)
