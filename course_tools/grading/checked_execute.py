@@ -39,19 +39,24 @@ class CheckedExecute(Execute):
     """Execute a submission; score every test cell by the out-of-kernel checker's verdict."""
 
     def preprocess(self, nb, resources=None, km=None):
-        # Imported here, not at the top: every nbgrader command reads the course's config, which
-        # names this class, and these import torch and course_lib (~4 s of every command).
+        # The checker and the link are imported when a notebook runs, not at the top: every
+        # nbgrader command reads the course's config, which names this class, and they import
+        # torch and course_lib (~4 s of every command).
+        self._start_checker()
+        self._link_dir = Path(tempfile.mkdtemp(prefix="cgl-"))
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            shutil.rmtree(self._link_dir, ignore_errors=True)
+
+    def _start_checker(self) -> None:
+        """A fresh checker for this notebook, its verdicts, and no link session open yet."""
         from .checker import Checker
 
         self.checker = Checker(self._call_in_kernel)
         self.verdicts: dict[str, dict] = {}
         self._session: LinkSession | None = None
         self._links = 0
-        self._link_dir = Path(tempfile.mkdtemp(prefix="cgl-"))
-        try:
-            return super().preprocess(nb, resources, km)
-        finally:
-            shutil.rmtree(self._link_dir, ignore_errors=True)
 
     def preprocess_cell(self, cell, resources, index):
         if is_test_cell(cell):

@@ -41,7 +41,6 @@ from traitlets import Bool, Enum, Integer, Unicode
 from . import sandbox, warm
 from .cells import is_test_cell, nbgrader_meta
 from .checked_execute import CheckedExecute
-from .checker import Checker
 
 
 class PromptClient(AsyncKernelClient):
@@ -213,9 +212,7 @@ class GuardedExecute(CheckedExecute):
         self._events: dict[str, list] = {"crashes": [], "truncated": [], "timeouts": [], "memory": []}
         # Where the time went: starting kernels (a fork when warm) and running the cells with their checks.
         self._timing = {"kernel_start_seconds": 0.0, "cells_seconds": 0.0}
-        self.checker = Checker(self._call_in_kernel)
-        self.verdicts = {}
-        self._session, self._links = None, 0
+        self._start_checker()
         try:
             self._run_cells(nb, resources)
         finally:

@@ -61,8 +61,7 @@ class LinkSession:
         self.msg_id: str | None = None
         self.timed_out = False  # a call ran past the timeout and the kernel was interrupted
         self.stuck = False  # ... and the interrupt did not free it: the kernel must be replaced
-        self.ended = False  # the serving cell's reply has come (nothing left to wait for)
-        self.calls = 0
+        self.ended = False  # the serving cell's reply has come (read while checking on the kernel)
 
     def call(self, name: str, payload: str) -> dict:
         """The kernel's reply to one call of the student's `name` (CheckFailed when there is none)."""
@@ -73,7 +72,6 @@ class LinkSession:
             write_frame(self.conn, json.dumps({"name": name, "payload": payload}).encode())
         except OSError:
             self._hung_up(name)
-        self.calls += 1
         frame = self._reply(name)
         try:
             reply = json.loads(frame)
@@ -84,7 +82,7 @@ class LinkSession:
         return reply
 
     def close(self) -> None:
-        """Hang up; the kernel's serving cell then ends (unless `ended`, the caller waits for its reply)."""
+        """Hang up; the kernel's serving cell then ends, and the next request queues behind it."""
         if self.conn is not None:
             self.conn.close()
             self.conn = None
